@@ -27,8 +27,15 @@ def _command_modules():
     return modules
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (and exit status 2), like every other peppp error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="peppp",
         description="Pick the low-precision training format: estimate the (memory, error) Pareto frontier.",
     )

@@ -1,0 +1,15 @@
+"""Test-wide settings: offline, quiet, and caches that survive between runs."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_DIR = ROOT.parent / "shared" / "meta" / "paper88x99"
+
+# Quiet and offline: no telemetry, no analytics, a project-local Prefect home.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+# qtorch and our kernels JIT-compile once; keep the build between test runs.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "peppp" / "torch_extensions"))
