@@ -1,0 +1,286 @@
+"""Number formats, precision configurations (low/high format pairs) and grids of configurations.
+
+Written forms (all round-trip through `str`): `e4m3` float, `fixed8.6` fixed point, `block8` /
+`block8@0` block floating point, `fp32` unquantized; a configuration is `LOW/HIGH` (`e4m3/e7m9`), or
+`fp32` when both formats are unquantized. Pure Python: qtorch is imported only by `to_qtorch`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from peppp.errors import PepppError
+
+# What qtorch's kernels simulate exactly on float32 values.
+FLOAT_EXP_RANGE = (1, 8)
+FLOAT_MAN_RANGE = (1, 23)
+FIXED_WL_RANGE = (2, 24)
+BLOCK_WL_RANGE = (2, 23)
+BLOCK_DIMS = (-1, 0)
+
+FLOAT_SYNTAX = "eXmY with 1<=X<=8 exponent and 1<=Y<=23 mantissa bits"
+FIXED_SYNTAX = "fixedW.F with word length 2<=W<=24 and fractional bits 1<=F<W"
+BLOCK_SYNTAX = "blockW or blockW@0 with word length 2<=W<=23"
+FORMAT_SYNTAX = f"{FLOAT_SYNTAX}, {FIXED_SYNTAX}, {BLOCK_SYNTAX}, or fp32"
+CONFIG_SYNTAX = "LOW/HIGH with each a format (e.g. e4m3/e7m9), or fp32"
+
+
+class NumberFormat(ABC):
+    """A number format that a tensor is stored in: its written form, its width, its qtorch number.
+
+    Lifecycle: a value. Build it directly or with `parse_format`; `str(fmt)` gives the text back.
+    """
+
+    @property
+    @abstractmethod
+    def bits(self) -> int:
+        """Storage bits per value."""
+
+    @abstractmethod
+    def to_qtorch(self):
+        """The qtorch number (`qtorch.FloatingPoint` etc.), or None for unquantized (qtorch's identity)."""
+
+
+def _check_range(what: str, value: int, low: int, high: int, written: str, syntax: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise PepppError(f"format {written}: {what} {value!r} is outside {low}..{high} (allowed: {syntax})")
+
+
+@dataclass(frozen=True)
+class FloatFormat(NumberFormat):
+    """Floating point with 1 sign bit, `exp` exponent bits and `man` mantissa bits (`eXmY`)."""
+
+    exp: int
+    man: int
+
+    def __post_init__(self) -> None:
+        written = f"e{self.exp}m{self.man}"
+        _check_range("exponent bits", self.exp, *FLOAT_EXP_RANGE, written, FLOAT_SYNTAX)
+        _check_range("mantissa bits", self.man, *FLOAT_MAN_RANGE, written, FLOAT_SYNTAX)
+
+    @property
+    def bits(self) -> int:
+        return 1 + self.exp + self.man
+
+    def to_qtorch(self):
+        import qtorch
+
+        return qtorch.FloatingPoint(exp=self.exp, man=self.man)
+
+    def __str__(self) -> str:
+        return f"e{self.exp}m{self.man}"
+
+
+@dataclass(frozen=True)
+class FixedFormat(NumberFormat):
+    """Two's-complement fixed point: `wl` bits in all, `fl` of them fractional (`fixedW.F`).
+
+    Range [-2^(wl-fl-1), 2^(wl-fl-1) - 2^-fl], step 2^-fl, values clamped (qtorch `FixedPoint`).
+    """
+
+    wl: int
+    fl: int
+
+    def __post_init__(self) -> None:
+        written = f"fixed{self.wl}.{self.fl}"
+        _check_range("word length", self.wl, *FIXED_WL_RANGE, written, FIXED_SYNTAX)
+        _check_range("fractional bits", self.fl, 1, self.wl - 1, written, FIXED_SYNTAX)
+
+    @property
+    def bits(self) -> int:
+        return self.wl
+
+    def to_qtorch(self):
+        import qtorch
+
+        return qtorch.FixedPoint(wl=self.wl, fl=self.fl)
+
+    def __str__(self) -> str:
+        return f"fixed{self.wl}.{self.fl}"
+
+
+@dataclass(frozen=True)
+class BlockFormat(NumberFormat):
+    """Block floating point: `wl`-bit values sharing one exponent per slice along `dim` (`blockW@D`).
+
+    `dim=-1` (written `blockW`) shares one exponent over the whole tensor; `dim=0` one per index of the
+    first axis (per sample for activations, per output channel for weights). The shared exponents are
+    not counted in `bits`: there are few of them per tensor.
+    """
+
+    wl: int
+    dim: int = -1
+
+    def __post_init__(self) -> None:
+        written = str(self)
+        _check_range("word length", self.wl, *BLOCK_WL_RANGE, written, BLOCK_SYNTAX)
+        if self.dim not in BLOCK_DIMS:
+            raise PepppError(f"format {written}: block dimension {self.dim!r} is not -1 (whole tensor) or 0 (allowed: {BLOCK_SYNTAX})")
+
+    @property
+    def bits(self) -> int:
+        return self.wl
+
+    def to_qtorch(self):
+        import qtorch
+
+        return qtorch.BlockFloatingPoint(wl=self.wl, dim=self.dim)
+
+    def __str__(self) -> str:
+        return f"block{self.wl}" if self.dim == -1 else f"block{self.wl}@{self.dim}"
+
+
+@dataclass(frozen=True)
+class FP32Format(NumberFormat):
+    """Plain float32: no quantization (`fp32`)."""
+
+    @property
+    def bits(self) -> int:
+        return 32
+
+    def to_qtorch(self):
+        return None
+
+    def __str__(self) -> str:
+        return "fp32"
+
+
+FP32 = FP32Format()
+
+_FLOAT = re.compile(r"e(\d+)m(\d+)")
+_FIXED = re.compile(r"fixed(\d+)\.(\d+)")
+_BLOCK = re.compile(r"block(\d+)(?:@(-?\d+))?")
+
+
+def parse_format(text: str) -> NumberFormat:
+    """The format written as `text` (`e4m3`, `fixed8.6`, `block8`, `block8@0`, `fp32`; case-insensitive)."""
+    s = str(text).strip().lower()
+    if s == "fp32":
+        return FP32
+    if m := _FLOAT.fullmatch(s):
+        return FloatFormat(int(m[1]), int(m[2]))
+    if m := _FIXED.fullmatch(s):
+        return FixedFormat(int(m[1]), int(m[2]))
+    if m := _BLOCK.fullmatch(s):
+        return BlockFormat(int(m[1]), -1 if m[2] is None else int(m[2]))
+    raise PepppError(f"unknown number format {text!r}; allowed: {FORMAT_SYNTAX}")
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """Which format each tensor class gets (the paper's pair).
+
+    `low`: activations and their gradients, weights, weight gradients. `high`: momentum, the master
+    weights (accumulator), the network input and the output logits.
+    """
+
+    low: NumberFormat
+    high: NumberFormat
+
+    def __post_init__(self) -> None:
+        for role in ("low", "high"):
+            if not isinstance(getattr(self, role), NumberFormat):
+                raise PepppError(f"the {role} format must be a NumberFormat, got {getattr(self, role)!r}")
+
+    @property
+    def low_bits(self) -> int:
+        return self.low.bits
+
+    @property
+    def high_bits(self) -> int:
+        return self.high.bits
+
+    @property
+    def is_fp32(self) -> bool:
+        return self.low == FP32 and self.high == FP32
+
+    def __str__(self) -> str:
+        return "fp32" if self.is_fp32 else f"{self.low}/{self.high}"
+
+
+FP32_CONFIG = PrecisionConfig(FP32, FP32)
+
+
+def parse_config(text: str | PrecisionConfig) -> PrecisionConfig:
+    """The configuration written as `text`: `LOW/HIGH` (e.g. `e4m3/e7m9`) or `fp32`.
+
+    A `PrecisionConfig` is returned as is, so callers may accept either.
+    """
+    if isinstance(text, PrecisionConfig):
+        return text
+    s = str(text).strip()
+    if s.lower() == "fp32":
+        return FP32_CONFIG
+    parts = s.split("/")
+    if len(parts) != 2:
+        raise PepppError(f"precision configuration {text!r} is not {CONFIG_SYNTAX}")
+    return PrecisionConfig(parse_format(parts[0]), parse_format(parts[1]))
+
+
+PAPER_LOW_FORMATS: tuple[FloatFormat, ...] = tuple(
+    FloatFormat(e, m) for e, m in [(3, 1), (3, 2), (3, 3), (3, 4), (4, 1), (4, 2), (4, 3), (4, 4), (5, 1), (5, 2), (5, 3)]
+)
+PAPER_HIGH_FORMATS: tuple[FloatFormat, ...] = tuple(FloatFormat(e, m) for e in (6, 7, 8) for m in (7, 9, 11))
+
+
+def _reject_duplicates(items: Sequence, what: str) -> None:
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise PepppError(f"{what} {item} appears twice; each must appear once")
+        seen.add(item)
+
+
+def make_grid(lows: Iterable[NumberFormat | str], highs: Iterable[NumberFormat | str]) -> tuple[PrecisionConfig, ...]:
+    """Every (low, high) pair, low-major: column `len(highs) * i_low + i_high`, as in the paper."""
+    low_formats = [f if isinstance(f, NumberFormat) else parse_format(f) for f in lows]
+    high_formats = [f if isinstance(f, NumberFormat) else parse_format(f) for f in highs]
+    if not low_formats or not high_formats:
+        raise PepppError("a grid needs at least one low and one high format")
+    _reject_duplicates(low_formats, "low format")
+    _reject_duplicates(high_formats, "high format")
+    return tuple(PrecisionConfig(low, high) for low, high in itertools.product(low_formats, high_formats))
+
+
+def paper_grid() -> tuple[PrecisionConfig, ...]:
+    """The paper's 99 configurations (11 low x 9 high) in its column order."""
+    return make_grid(PAPER_LOW_FORMATS, PAPER_HIGH_FORMATS)
+
+
+GRID_SYNTAX = "'paper', a comma-separated list of configurations (e3m1/e6m7,e5m2/e8m11,fp32) or a product 'LOWS x HIGHS' (e3m1,e4m3 x e6m7,e8m9)"
+
+_PRODUCT = re.compile(r"\s+x\s+")
+
+
+def parse_grid(text: str) -> tuple[PrecisionConfig, ...]:
+    """A grid of configurations from text.
+
+    Three forms:
+    - `paper`: the paper's 99 configurations (`paper_grid()`);
+    - a comma-separated list of configurations, kept in the given order: `e3m1/e6m7,e5m2/e8m11,fp32`;
+    - a product `LOWS x HIGHS` of two comma-separated format lists, the `x` surrounded by spaces:
+      `e3m1,e4m3 x e6m7,e8m9` gives e3m1/e6m7, e3m1/e8m9, e4m3/e6m7, e4m3/e8m9 (low-major, as `make_grid`).
+    A configuration (or a format in a product) given twice is rejected.
+    """
+    s = str(text).strip()
+    if s.lower() == "paper":
+        return paper_grid()
+    sides = _PRODUCT.split(s)
+    if len(sides) == 2:
+        return make_grid(_split_list(sides[0], text), _split_list(sides[1], text))
+    if len(sides) > 2:
+        raise PepppError(f"grid {text!r} has more than one ' x '; write {GRID_SYNTAX}")
+    configs = [parse_config(item) for item in _split_list(s, text)]
+    _reject_duplicates(configs, "configuration")
+    return tuple(configs)
+
+
+def _split_list(part: str, text: str) -> list[str]:
+    items = [item.strip() for item in part.split(",")]
+    if not part.strip() or any(not item for item in items):
+        raise PepppError(f"grid {text!r} has an empty entry; write {GRID_SYNTAX}")
+    return items

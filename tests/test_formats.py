@@ -1,0 +1,199 @@
+"""Number formats, precision configurations and grids: written forms, validation, the paper's order."""
+
+import pandas as pd
+import pytest
+
+from conftest import PAPER_DIR
+from peppp.errors import PepppError
+from peppp.formats import (
+    FP32,
+    FP32_CONFIG,
+    PAPER_HIGH_FORMATS,
+    PAPER_LOW_FORMATS,
+    BlockFormat,
+    FixedFormat,
+    FloatFormat,
+    PrecisionConfig,
+    make_grid,
+    paper_grid,
+    parse_config,
+    parse_format,
+    parse_grid,
+)
+
+
+@pytest.mark.parametrize(
+    "text, fmt, bits",
+    [
+        ("e4m3", FloatFormat(4, 3), 8),
+        ("e8m23", FloatFormat(8, 23), 32),
+        ("e1m1", FloatFormat(1, 1), 3),
+        ("fixed8.6", FixedFormat(8, 6), 8),
+        ("fixed24.1", FixedFormat(24, 1), 24),
+        ("block8", BlockFormat(8, -1), 8),
+        ("block8@0", BlockFormat(8, 0), 8),
+        ("fp32", FP32, 32),
+    ],
+)
+def test_format_round_trip_and_bits(text, fmt, bits):
+    parsed = parse_format(text)
+    assert parsed == fmt
+    assert str(parsed) == text
+    assert parse_format(str(parsed)) == parsed
+    assert parsed.bits == bits
+
+
+def test_parse_format_ignores_case_and_spaces():
+    assert parse_format(" E5M2 ") == FloatFormat(5, 2)
+    assert parse_format("FP32") is FP32
+    assert str(parse_format("block8@-1")) == "block8"
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("e0m3", ["e0m3", "exponent bits 0", "1..8"]),
+        ("e9m2", ["e9m2", "exponent bits 9", "1..8"]),
+        ("e5m30", ["e5m30", "mantissa bits 30", "1..23"]),
+        ("e5m0", ["e5m0", "mantissa bits 0"]),
+        ("fixed8.8", ["fixed8.8", "fractional bits 8", "1..7"]),
+        ("fixed8.0", ["fixed8.0", "fractional bits 0"]),
+        ("fixed40.8", ["fixed40.8", "word length 40", "2..24"]),
+        ("block1", ["block1", "word length 1", "2..23"]),
+        ("block8@2", ["block8@2", "dimension 2"]),
+        ("fp16", ["'fp16'", "eXmY", "fixedW.F", "blockW", "fp32"]),
+        ("e4", ["'e4'", "eXmY"]),
+        ("", ["''", "eXmY"]),
+    ],
+)
+def test_bad_formats_say_what_is_allowed(text, names):
+    with pytest.raises(PepppError) as info:
+        parse_format(text)
+    message = str(info.value)
+    assert "\n" not in message
+    for name in names:
+        assert name in message
+
+
+def test_direct_construction_is_validated_too():
+    with pytest.raises(PepppError, match="exponent bits 9"):
+        FloatFormat(9, 2)
+    with pytest.raises(PepppError, match="mantissa bits"):
+        FloatFormat(5, 2.5)
+    with pytest.raises(PepppError, match="must be a NumberFormat"):
+        PrecisionConfig("e4m3", FP32)
+
+
+def test_formats_are_frozen_values():
+    fmt = FloatFormat(4, 3)
+    with pytest.raises(AttributeError):
+        fmt.exp = 5
+    assert {FloatFormat(4, 3), parse_format("e4m3"), FixedFormat(8, 4)} == {fmt, FixedFormat(8, 4)}
+    assert FloatFormat(4, 3) != FixedFormat(4, 3)
+
+
+def test_config_round_trip_and_bits():
+    config = parse_config("e4m3/e7m9")
+    assert config == PrecisionConfig(FloatFormat(4, 3), FloatFormat(7, 9))
+    assert str(config) == "e4m3/e7m9"
+    assert (config.low_bits, config.high_bits, config.is_fp32) == (8, 17, False)
+    mixed = parse_config("fixed8.6/fp32")
+    assert str(mixed) == "fixed8.6/fp32"
+    assert (mixed.low_bits, mixed.high_bits, mixed.is_fp32) == (8, 32, False)
+    assert parse_config(config) is config
+
+
+def test_fp32_config_prints_as_fp32():
+    assert parse_config("fp32") == FP32_CONFIG
+    assert parse_config("fp32/fp32") == FP32_CONFIG
+    assert str(FP32_CONFIG) == "fp32"
+    assert FP32_CONFIG.is_fp32 and FP32_CONFIG.low_bits == FP32_CONFIG.high_bits == 32
+
+
+@pytest.mark.parametrize("text", ["e4m3", "e4m3/e7m9/e8m7", "e4m3/", "/e7m9", "e4m3-e7m9"])
+def test_bad_configs(text):
+    with pytest.raises(PepppError, match="LOW/HIGH|format"):
+        parse_config(text)
+
+
+def test_bad_format_inside_a_config_is_named():
+    with pytest.raises(PepppError, match="e9m2"):
+        parse_config("e4m3/e9m2")
+
+
+def test_paper_grid_matches_the_released_column_order():
+    columns = pd.read_csv(PAPER_DIR / "configs.csv")
+    grid = paper_grid()
+    assert len(grid) == 99 == len(set(grid))
+    assert [str(c) for c in grid] == list(columns["config"])
+    assert [c.low.exp for c in grid] == list(columns["low_exp"])
+    assert [c.high.man for c in grid] == list(columns["high_man"])
+    for j, config in enumerate(grid):
+        assert config.low == PAPER_LOW_FORMATS[j // 9] and config.high == PAPER_HIGH_FORMATS[j % 9]
+
+
+def test_paper_grid_headers_of_the_matrices():
+    header = pd.read_csv(PAPER_DIR / "memory_mb.csv", nrows=0).columns[1:]
+    assert [str(c) for c in paper_grid()] == list(header)
+
+
+def test_make_grid_is_low_major():
+    grid = make_grid(["e3m1", "e5m2"], [FloatFormat(6, 7), "e8m9", "fp32"])
+    assert [str(c) for c in grid] == [
+        "e3m1/e6m7", "e3m1/e8m9", "e3m1/fp32", "e5m2/e6m7", "e5m2/e8m9", "e5m2/fp32",
+    ]
+
+
+def test_make_grid_rejects_duplicates_and_empty_sides():
+    with pytest.raises(PepppError, match="low format e3m1 appears twice"):
+        make_grid(["e3m1", "E3M1"], ["e6m7"])
+    with pytest.raises(PepppError, match="high format e6m7"):
+        make_grid(["e3m1"], ["e6m7", "e6m7"])
+    with pytest.raises(PepppError, match="at least one"):
+        make_grid([], ["e6m7"])
+
+
+def test_parse_grid_forms():
+    assert parse_grid("paper") == paper_grid()
+    listed = parse_grid("e3m1/e6m7, e5m2/e8m11,fp32")
+    assert [str(c) for c in listed] == ["e3m1/e6m7", "e5m2/e8m11", "fp32"]
+    product = parse_grid("e3m1,e4m3 x e6m7,e8m9")
+    assert product == make_grid(["e3m1", "e4m3"], ["e6m7", "e8m9"])
+    assert parse_grid("fixed8.6 x block8@0") == (PrecisionConfig(FixedFormat(8, 6), BlockFormat(8, 0)),)
+    assert [str(c) for c in parse_grid("fp32")] == ["fp32"]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("e3m1/e6m7,e3m1/e6m7", "configuration e3m1/e6m7 appears twice"),
+        ("fp32,fp32/fp32", "configuration fp32 appears twice"),
+        ("e3m1,e3m1 x e6m7", "low format e3m1 appears twice"),
+        ("e3m1/e6m7,,fp32", "empty entry"),
+        ("e3m1 x e6m7 x e8m9", "more than one"),
+        ("e3m1 x ", "empty entry|LOW/HIGH"),
+        ("e3m1/e6m7,e4m3", "LOW/HIGH"),
+    ],
+)
+def test_parse_grid_rejections(text, match):
+    with pytest.raises(PepppError, match=match):
+        parse_grid(text)
+
+
+def test_to_qtorch_numbers():
+    qtorch = pytest.importorskip("qtorch")
+    number = FloatFormat(5, 2).to_qtorch()
+    assert isinstance(number, qtorch.FloatingPoint) and (number.exp, number.man) == (5, 2)
+    fixed = FixedFormat(8, 6).to_qtorch()
+    assert isinstance(fixed, qtorch.FixedPoint) and (fixed.wl, fixed.fl) == (8, 6)
+    block = BlockFormat(8, 0).to_qtorch()
+    assert isinstance(block, qtorch.BlockFloatingPoint) and (block.wl, block.dim) == (8, 0)
+    assert FP32.to_qtorch() is None
+
+
+def test_formats_module_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, peppp.formats; assert 'torch' not in sys.modules and 'qtorch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
