@@ -1,0 +1,47 @@
+"""Runs in, matrices out: the MLflow tracking layer.
+
+One experiment per meta-dataset; a parent run per sweep, active-search round or import, and a child
+run per trained cell. The error and memory matrices are always rebuilt from the runs.
+
+- `store`: which store (`resolve_tracking_uri`, `connect`) and experiments by name.
+- `runs`: logging cells (`log_cell`, `log_cells_batch`) and parent runs.
+- `matrix`: cells and matrices back out (`load_cells`, `load_matrices`, `finished_cells`).
+- `transfer`: CSV meta-datasets in and out (`import_matrix`, `export_matrix`).
+"""
+
+from peppp.tracking.matrix import config_sort_key, finished_cells, load_cells, load_matrices, matrices_from_cells
+from peppp.tracking.runs import (
+    ROLES,
+    cell_run_name,
+    delete_run,
+    end_run,
+    log_cell,
+    log_cells_batch,
+    parent_run,
+    start_parent_run,
+)
+from peppp.tracking.store import connect, get_or_create_experiment, resolve_tracking_uri
+from peppp.tracking.transfer import ExportedMatrix, export_matrix, import_matrix, read_matrix_csv
+
+__all__ = [
+    "ROLES",
+    "ExportedMatrix",
+    "cell_run_name",
+    "config_sort_key",
+    "connect",
+    "delete_run",
+    "end_run",
+    "export_matrix",
+    "finished_cells",
+    "get_or_create_experiment",
+    "import_matrix",
+    "load_cells",
+    "load_matrices",
+    "log_cell",
+    "log_cells_batch",
+    "matrices_from_cells",
+    "parent_run",
+    "read_matrix_csv",
+    "resolve_tracking_uri",
+    "start_parent_run",
+]

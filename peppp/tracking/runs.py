@@ -1,0 +1,328 @@
+"""Runs in: one MLflow child run per trained cell, under a parent run per sweep, round or import.
+
+A cell run carries params (dataset, config, low, high, network, recipe, seed), metrics (`test_error`,
+`memory_mb`, `train_seconds`, `final_loss`; a NaN metric means "not measured" and is not logged) and
+tags (`peppp.cell_key`, `peppp.status`, `peppp.role`, `peppp.dataset`, `peppp.config`, `peppp.recipe`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from peppp.cells import CellResult
+from peppp.errors import PepppError
+from peppp.formats import parse_config
+from peppp.tracking.store import connect, first_line, get_or_create_experiment
+
+ROLES = ("meta", "probe")
+TAG_CELL_KEY = "peppp.cell_key"
+TAG_STATUS = "peppp.status"
+TAG_ROLE = "peppp.role"
+TAG_DATASET = "peppp.dataset"
+TAG_CONFIG = "peppp.config"
+TAG_RECIPE = "peppp.recipe"
+TAG_MESSAGE = "peppp.message"
+TAG_KIND = "peppp.kind"
+TAG_RUN_NAME = "mlflow.runName"
+TAG_PARENT = "mlflow.parentRunId"
+METRIC_ERROR = "test_error"
+METRIC_MEMORY = "memory_mb"
+METRIC_SECONDS = "train_seconds"
+METRIC_LOSS = "final_loss"
+MESSAGE_CHARS = 2000
+RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+_KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class _RunRecord:
+    """Everything one cell run holds, built once so the per-run and the bulk writers agree."""
+
+    name: str
+    status: str
+    start_ms: int
+    end_ms: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def cell_run_name(result: CellResult) -> str:
+    """A readable run name, e.g. `fashion-mnist[0,1]|e4m3/e7m9`."""
+    return f"{result.dataset}|{result.config}"
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise PepppError(f"role {role!r} is not one of {', '.join(ROLES)}")
+
+
+def _record(
+    result: CellResult, *, role: str, parent_run_id: str | None, start_ms: int, end_ms: int
+) -> _RunRecord:
+    config = parse_config(result.config)
+    params = {
+        "dataset": result.dataset,
+        "config": result.config,
+        "low": str(config.low),
+        "high": str(config.high),
+        "network": result.network,
+        "recipe": result.recipe,
+        "seed": str(result.seed),
+    }
+    metrics = {
+        METRIC_ERROR: result.error,
+        METRIC_MEMORY: result.memory_mb,
+        METRIC_SECONDS: result.train_seconds,
+        METRIC_LOSS: result.final_loss,
+    }
+    metrics = {k: float(v) for k, v in metrics.items() if not math.isnan(float(v))}
+    tags = {
+        TAG_RUN_NAME: cell_run_name(result),
+        TAG_CELL_KEY: str(result.key),
+        TAG_STATUS: result.status,
+        TAG_ROLE: role,
+        TAG_DATASET: result.dataset,
+        TAG_CONFIG: result.config,
+        TAG_RECIPE: result.recipe,
+    }
+    if result.message:
+        tags[TAG_MESSAGE] = result.message[:MESSAGE_CHARS]
+    if parent_run_id:
+        tags[TAG_PARENT] = parent_run_id
+    return _RunRecord(
+        name=cell_run_name(result),
+        status="FAILED" if result.status == "failed" else "FINISHED",
+        start_ms=start_ms,
+        end_ms=end_ms,
+        params=params,
+        metrics=metrics,
+        tags=tags,
+    )
+
+
+def _entities(record: _RunRecord) -> tuple[list[Metric], list[Param], list[RunTag]]:
+    metrics = [Metric(k, v, record.end_ms, 0) for k, v in record.metrics.items()]
+    params = [Param(k, v) for k, v in record.params.items()]
+    tags = [RunTag(k, v) for k, v in record.tags.items()]
+    return metrics, params, tags
+
+
+def _write_one(client: MlflowClient, experiment_id: str, record: _RunRecord) -> str:
+    run = client.create_run(experiment_id, start_time=record.start_ms, tags=record.tags, run_name=record.name)
+    run_id = run.info.run_id
+    metrics, params, _ = _entities(record)
+    client.log_batch(run_id, metrics=metrics, params=params)
+    client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
+    return run_id
+
+
+def log_cell(
+    experiment: str,
+    result: CellResult,
+    *,
+    role: str = "meta",
+    parent_run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Log one trained cell as a finished run (FAILED for status `failed`); returns its run id.
+
+    The experiment is created when missing. `role` says what the cell is for: `meta` (a row of the
+    meta-training matrix) or `probe` (a measurement on a new dataset during active search).
+    """
+    _check_role(role)
+    client = connect(tracking_uri)
+    experiment_id = get_or_create_experiment(experiment, client=client)
+    end_ms = _now_ms()
+    seconds = result.train_seconds
+    # The run is logged when training is over; date its start back so MLflow shows the real duration.
+    start_ms = end_ms - int(seconds * 1000) if math.isfinite(seconds) and seconds > 0 else end_ms
+    record = _record(result, role=role, parent_run_id=parent_run_id, start_ms=start_ms, end_ms=end_ms)
+    try:
+        return _write_one(client, experiment_id, record)
+    except MlflowException as exc:
+        raise PepppError(f"cannot log cell {result.key}: {first_line(exc)}") from exc
+
+
+def log_cells_batch(
+    experiment: str,
+    results: Sequence[CellResult],
+    *,
+    role: str = "meta",
+    parent_run_id: str | None = None,
+    tracking_uri: str | None = None,
+) -> list[str]:
+    """Log many cells at once; returns their run ids in the order given.
+
+    On a SQL store (sqlite, postgresql, ...) all runs go in with one transaction through MLflow's own
+    table models: all or nothing, and about 100x faster than one `create_run` + `log_batch` +
+    `set_terminated` per run (about 23 ms each on sqlite). Other stores get one run at a time, and a
+    failure deletes the runs already written, so a batch never counts half. Start times are spaced
+    1 ms apart in the order given, so a rebuilt matrix keeps the order of first appearance.
+    """
+    _check_role(role)
+    if not results:
+        return []
+    client = connect(tracking_uri)
+    experiment_id = get_or_create_experiment(experiment, client=client)
+    base_ms = _now_ms()
+    records = [
+        _record(r, role=role, parent_run_id=parent_run_id, start_ms=base_ms + i, end_ms=base_ms + i)
+        for i, r in enumerate(results)
+    ]
+    store = sql_store(client)
+    try:
+        if store is not None:
+            return _bulk_insert(store, experiment_id, records)
+        return _write_each(client, experiment_id, records)
+    except MlflowException as exc:
+        raise PepppError(f"cannot log {len(results)} cells into {experiment!r}: {first_line(exc)}") from exc
+
+
+def _write_each(client: MlflowClient, experiment_id: str, records: list[_RunRecord]) -> list[str]:
+    run_ids: list[str] = []
+    try:
+        for record in records:
+            run_ids.append(_write_one(client, experiment_id, record))
+    except BaseException:
+        for run_id in run_ids:
+            try:
+                client.delete_run(run_id)
+            except MlflowException:
+                pass  # the original error matters more than a failed clean-up
+        raise
+    return run_ids
+
+
+def sql_store(client: MlflowClient):
+    """The client's SqlAlchemyStore, or None when the store is not a SQL database (e.g. a server)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def _bulk_insert(store, experiment_id: str, records: list[_RunRecord]) -> list[str]:
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.utils.uri import append_to_uri_path
+    from mlflow.utils.validation import _validate_batch_log_data
+    from sqlalchemy import insert
+
+    experiment = store.get_experiment(experiment_id)
+    if experiment.lifecycle_stage != "active":
+        raise PepppError(f"experiment {experiment.name!r} is deleted; restore it or pick another name")
+    runs, tags, params, metrics = [], [], [], []
+    run_ids = []
+    for record in records:
+        m, p, t = _entities(record)
+        _validate_batch_log_data(m, p, t)  # the same checks MLflow's log_batch makes
+        run_id = uuid.uuid4().hex
+        run_ids.append(run_id)
+        # Mirrors SqlAlchemyStore.create_run followed by set_terminated.
+        runs.append(
+            {
+                "run_uuid": run_id,
+                "name": record.name,
+                "source_type": "UNKNOWN",
+                "source_name": "",
+                "entry_point_name": "",
+                "user_id": "unknown",
+                "status": record.status,
+                "start_time": record.start_ms,
+                "end_time": record.end_ms,
+                "deleted_time": None,
+                "source_version": "",
+                "lifecycle_stage": "active",
+                "artifact_uri": append_to_uri_path(experiment.artifact_location, run_id, "artifacts"),
+                "experiment_id": int(experiment_id),
+            }
+        )
+        tags.extend({"run_uuid": run_id, "key": k, "value": v} for k, v in record.tags.items())
+        params.extend({"run_uuid": run_id, "key": k, "value": v} for k, v in record.params.items())
+        for k, v in record.metrics.items():
+            is_nan, value = store.sanitize_metric_value(v)
+            metrics.append(
+                {"run_uuid": run_id, "key": k, "value": value, "timestamp": record.end_ms, "step": 0, "is_nan": is_nan}
+            )
+    with store.ManagedSessionMaker(read_only=False) as session:
+        session.execute(insert(SqlRun.__table__), runs)
+        session.execute(insert(SqlTag.__table__), tags)
+        session.execute(insert(SqlParam.__table__), params)
+        if metrics:
+            session.execute(insert(SqlMetric.__table__), metrics)
+            session.execute(insert(SqlLatestMetric.__table__), metrics)
+    return run_ids
+
+
+def start_parent_run(
+    experiment: str,
+    *,
+    kind: str,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> str:
+    """Open a parent run for a sweep, an active-search round or an import; returns its run id.
+
+    Cells logged with `parent_run_id=` nest under it. Close it with `end_run`, or use `parent_run`.
+    """
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise PepppError(f"run kind {kind!r} must be a short lower-case word such as sweep, round or import")
+    client = connect(tracking_uri)
+    experiment_id = get_or_create_experiment(experiment, client=client)
+    all_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    all_tags[TAG_KIND] = kind
+    run_name = name or kind
+    all_tags[TAG_RUN_NAME] = run_name
+    try:
+        return client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+    except MlflowException as exc:
+        raise PepppError(f"cannot start a {kind} run in {experiment!r}: {first_line(exc)}") from exc
+
+
+def end_run(run_id: str, *, status: str = "FINISHED", tracking_uri: str | None = None) -> None:
+    """Close a run opened by `start_parent_run` with an MLflow status (FINISHED, FAILED or KILLED)."""
+    if status not in RUN_STATUSES:
+        raise PepppError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+    connect(tracking_uri).set_terminated(run_id, status=status)
+
+
+def delete_run(run_id: str, *, tracking_uri: str | None = None) -> None:
+    """Mark a run deleted: it stays in the store but never counts in a matrix again."""
+    connect(tracking_uri).delete_run(run_id)
+
+
+@contextmanager
+def parent_run(
+    experiment: str,
+    *,
+    kind: str,
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> Iterator[str]:
+    """`with parent_run(...) as run_id:` ends the run FINISHED, FAILED on an error, KILLED on Ctrl-C."""
+    run_id = start_parent_run(experiment, kind=kind, name=name, tags=tags, tracking_uri=tracking_uri)
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        end_run(run_id, status=status, tracking_uri=tracking_uri)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

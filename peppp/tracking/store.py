@@ -1,0 +1,152 @@
+"""Where the runs live: the tracking URI, a quick check that the store answers, experiments by name."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from peppp.errors import PepppError
+
+DEFAULT_STORE_DIR = "mlruns"
+DEFAULT_DB_NAME = "mlflow.db"
+ARTIFACTS_DIR = "artifacts"
+# URI schemes MLflow serves from a SQLAlchemy database (a driver may follow a "+").
+SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+HTTP_SCHEMES = ("http", "https")
+
+
+def resolve_tracking_uri(uri: str | None = None, *, create_dir: bool = True) -> str:
+    """The store to use: `uri` if given, else $MLFLOW_TRACKING_URI, else sqlite under ./mlruns.
+
+    The default is `sqlite:///<cwd>/mlruns/mlflow.db` (MLflow 3 keeps its plain file store in
+    maintenance mode); runs' artifacts go to `mlruns/artifacts/` beside the database.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if uri:
+        return uri
+    store_dir = Path.cwd().resolve() / DEFAULT_STORE_DIR
+    if create_dir:
+        store_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store_dir / DEFAULT_DB_NAME}"
+
+
+def uri_scheme(uri: str) -> str:
+    """`postgresql+psycopg2://...` -> `postgresql`; a bare path -> `file`."""
+    if "://" not in uri and not uri.startswith("sqlite:"):
+        return "file"
+    return uri.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite URI (None for an in-memory database)."""
+    rest = uri.split(":", 1)[1]
+    rest = rest[3:] if rest.startswith("///") else rest.lstrip("/")
+    rest = rest.split("?", 1)[0]
+    if rest in ("", ":memory:"):
+        return None
+    return Path(rest)
+
+
+def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3.0) -> MlflowClient:
+    """An MLflow client on the resolved store, after checking quickly that the store answers.
+
+    An http(s) server must answer within `timeout_s` (MLflow's own client would retry for minutes).
+    With `create=False` a sqlite database that does not exist yet is an error instead of being created,
+    so reading commands never leave an empty store behind.
+    """
+    uri = resolve_tracking_uri(uri, create_dir=create)
+    scheme = uri_scheme(uri)
+    if scheme in HTTP_SCHEMES:
+        _check_http(uri, timeout_s=timeout_s)
+    elif scheme == "sqlite":
+        _check_sqlite(uri, create=create)
+    try:
+        return MlflowClient(tracking_uri=uri)
+    except (MlflowException, OSError, ImportError) as exc:
+        raise PepppError(f"cannot open the tracking store {uri}: {first_line(exc)}") from exc
+    except Exception as exc:  # SQLAlchemy and driver errors have no common base worth importing here
+        raise PepppError(f"cannot open the tracking store {uri}: {first_line(exc)}") from exc
+
+
+def _check_http(uri: str, *, timeout_s: float) -> None:
+    url = uri.rstrip("/") + "/health"
+    try:
+        urllib.request.urlopen(url, timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return  # it answered; authentication and paths are MLflow's business
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PepppError(
+            f"tracking server {uri} is unreachable ({reason}); start it or set MLFLOW_TRACKING_URI"
+        ) from exc
+
+
+def _check_sqlite(uri: str, *, create: bool) -> None:
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    if path.exists():
+        if not path.is_file():
+            raise PepppError(f"tracking store {uri} is not a file; point MLFLOW_TRACKING_URI at a sqlite file")
+        return
+    if not create:
+        raise PepppError(
+            f"no tracking store at {path}; set MLFLOW_TRACKING_URI or --tracking-uri to an existing store"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PepppError(f"cannot create the tracking store folder {path.parent}: {exc.strerror}") from exc
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts of a sqlite store go beside its database file; other stores use the server's root."""
+    if uri_scheme(uri) != "sqlite":
+        return None
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    return (path.resolve().parent / ARTIFACTS_DIR).as_uri()
+
+
+def get_or_create_experiment(
+    name: str, *, create: bool = True, tracking_uri: str | None = None, client: MlflowClient | None = None
+) -> str:
+    """The id of the experiment called `name`, created when missing and `create` is true."""
+    if not isinstance(name, str) or not name.strip():
+        raise PepppError(f"experiment name {name!r} is empty; give a non-empty name")
+    client = client or connect(tracking_uri, create=create)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage != "active":
+            raise PepppError(
+                f"experiment {name!r} is deleted; restore it "
+                f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name"
+            )
+        return experiment.experiment_id
+    if not create:
+        known = sorted(e.name for e in client.search_experiments(max_results=200))
+        listed = ", ".join(repr(k) for k in known[:10]) + (", ..." if len(known) > 10 else "")
+        raise PepppError(
+            f"no experiment named {name!r} in {client.tracking_uri}; existing: {listed or 'none'}"
+        )
+    try:
+        return client.create_experiment(
+            name, artifact_location=default_artifact_location(client.tracking_uri)
+        )
+    except MlflowException as exc:
+        # Another process may have created it between our lookup and our create.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage == "active":
+            return experiment.experiment_id
+        raise PepppError(f"cannot create experiment {name!r}: {first_line(exc)}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
