@@ -1,0 +1,1 @@
+"""Training side of peppp: quantized networks, datasets, recipes, and training one cell (torch, qtorch)."""
