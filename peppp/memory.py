@@ -1,0 +1,236 @@
+"""The paper's analytic training memory of a precision configuration for a network, in MB.
+
+    memory_mb = (b_low * (P + 2A) + b_high * (2P + B*C*H*W + 2*B*K)) / (8 * 1024**2)
+
+The low format pays for the weights (P) and the activations with their gradients (2A); the high format
+for momentum and master weights (2P), the input and the logits with their gradient. torch is imported
+only to count a model (`count_model`, `network_counts`); the formula itself is plain arithmetic.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from peppp.errors import PepppError
+from peppp.formats import PrecisionConfig, parse_config
+
+if TYPE_CHECKING:
+    from torch import nn
+
+BITS_PER_MB = 8 * 1024**2
+PAPER_BATCH = 32
+# Two samples, so that a module output without the batch as its first axis is caught.
+_PROBE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class ModelCounts:
+    """What the memory model needs from a network: `params` (P) and `activations` (A, for one batch)."""
+
+    params: int
+    activations: int
+
+
+def _check_int(what: str, value: int, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise PepppError(f"{what} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in shape):
+        raise PepppError(f"input_shape must be three positive integers (channels, height, width), got {input_shape!r}")
+    return shape
+
+
+def count_model(model: nn.Module, *, input_shape: Sequence[int], batch: int) -> ModelCounts:
+    """P and A of `model` for batches of `batch` inputs of shape `input_shape` = (C, H, W).
+
+    P is the number of parameter values. A is counted with forward hooks on one forward pass: the
+    number of elements of the output of every module call except the model itself. Containers that
+    are called (blocks, `nn.Sequential` stages) count too, each call counts, modules never called
+    (`nn.ModuleList`) count nothing, and quantizer modules (or their `nn.Identity` placeholders) count
+    like any other, so A does not depend on the configuration. The model's own output, the final one,
+    is not counted. This is the rule that, on `build_network("resnet18")`, gives the paper's
+    A = B * (3,574,784 * H*W/1024 + 512 + 2K).
+
+    The pass runs on a probe batch of 2 in eval mode, without gradients, on the model's device (the
+    meta device works), with the torch RNG state restored afterwards; A is scaled to `batch`, which is
+    exact because every output must carry the batch as its first axis (checked). The model's
+    training mode is restored.
+    """
+    import torch
+
+    _check_int("batch", batch)
+    shape = _check_shape(input_shape)
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    total = 0
+    bad: list[str] = []
+
+    def hook(module, _inputs, output, name):
+        nonlocal total
+        for tensor in _tensors(output):
+            if tensor.dim() == 0 or tensor.shape[0] != _PROBE_BATCH:
+                bad.append(f"{name or type(module).__name__} {tuple(tensor.shape)}")
+            total += tensor.numel()
+
+    handles = [
+        module.register_forward_hook(functools.partial(hook, name=name))
+        for name, module in model.named_modules()
+        if module is not model
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model(torch.zeros((_PROBE_BATCH, *shape), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if bad:
+        raise PepppError(f"cannot count activations per sample: module outputs without the batch as first axis: {', '.join(bad[:3])}")
+    params = sum(p.numel() for p in model.parameters())
+    return ModelCounts(params=params, activations=total // _PROBE_BATCH * batch)
+
+
+def _tensors(output) -> Iterable:
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif isinstance(output, (tuple, list)):
+        for item in output:
+            yield from _tensors(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from _tensors(item)
+
+
+@functools.lru_cache(maxsize=256)
+def _network_counts_per_sample(network: str, classes: int, image: int, channels: int) -> ModelCounts:
+    import torch
+
+    from peppp.training.networks import build_network
+
+    # On the meta device: shapes only, no weights to initialise and no arithmetic.
+    with torch.device("meta"):
+        model = build_network(network, num_classes=classes, in_channels=channels, image_size=image)
+    return count_model(model, input_shape=(channels, image, image), batch=1)
+
+
+def network_counts(network: str, *, classes: int, image: int = 32, channels: int = 3, batch: int = PAPER_BATCH) -> ModelCounts:
+    """P and A of the named network (see `peppp.training.networks.NETWORKS`); cached per shape."""
+    _check_int("classes", classes)
+    _check_int("batch", batch)
+    per_sample = _network_counts_per_sample(network, classes, image, channels)
+    return ModelCounts(params=per_sample.params, activations=per_sample.activations * batch)
+
+
+def memory_mb(
+    config: PrecisionConfig | str,
+    *,
+    params: int,
+    activations: int,
+    batch: int,
+    input_shape: Sequence[int],
+    classes: int,
+) -> float:
+    """The analytic training memory in MB of `config` for a model with P=`params`, A=`activations`
+    (for the whole batch), `batch` inputs of shape (C, H, W) and `classes` outputs."""
+    config = parse_config(config)
+    _check_int("params", params, 0)
+    _check_int("activations", activations, 0)
+    _check_int("batch", batch)
+    _check_int("classes", classes)
+    c, h, w = _check_shape(input_shape)
+    low_values = params + 2 * activations
+    high_values = 2 * params + batch * c * h * w + 2 * batch * classes
+    return (config.low_bits * low_values + config.high_bits * high_values) / BITS_PER_MB
+
+
+def model_memory_mb(
+    config: PrecisionConfig | str,
+    network: str | nn.Module,
+    *,
+    classes: int,
+    image: int = 32,
+    channels: int = 3,
+    batch: int = PAPER_BATCH,
+) -> float:
+    """Memory in MB of `config` for a network, given by name (counts cached) or as a module (counted now)."""
+    if isinstance(network, str):
+        counts = network_counts(network, classes=classes, image=image, channels=channels, batch=batch)
+    else:
+        counts = count_model(network, input_shape=(channels, image, image), batch=batch)
+    return memory_mb(
+        config,
+        params=counts.params,
+        activations=counts.activations,
+        batch=batch,
+        input_shape=(channels, image, image),
+        classes=classes,
+    )
+
+
+def grid_memory_mb(
+    configs: Iterable[PrecisionConfig | str],
+    network: str | nn.Module,
+    *,
+    classes: int,
+    image: int = 32,
+    channels: int = 3,
+    batch: int = PAPER_BATCH,
+) -> list[float]:
+    """`model_memory_mb` of each configuration, counting the network once."""
+    if isinstance(network, str):
+        counts = network_counts(network, classes=classes, image=image, channels=channels, batch=batch)
+    else:
+        counts = count_model(network, input_shape=(channels, image, image), batch=batch)
+    shape = (channels, image, image)
+    return [
+        memory_mb(c, params=counts.params, activations=counts.activations, batch=batch, input_shape=shape, classes=classes)
+        for c in configs
+    ]
+
+
+def resnet18_counts(*, classes: int, image: int, batch: int = PAPER_BATCH, channels: int = 3) -> ModelCounts:
+    """P and A of the paper's ResNet-18 in closed form (what the hooks count on `build_network("resnet18")`).
+
+    P = 11,168,832 + 513K (+576 per input channel beyond 3). Per sample, A is the input's C*H*W (its
+    quantizer), 30 tensors of 64 x H x W (stem: conv, quantizer, BN, ReLU, quantizer; stage 1: two
+    blocks of 12 outputs and the stage output), 28 tensors per later stage at 128/256/512 channels
+    (a block with a 1x1 shortcut has 15 outputs, a plain one 12, plus the stage output) with the side
+    halved by each stride-2 conv (ceil), then 512 (average pool) and 2K (linear, logits quantizer).
+    For H = W a multiple of 8 and C = 3 this is the paper's B * (3,574,784 * H*W/1024 + 512 + 2K).
+    """
+    _check_int("classes", classes)
+    _check_int("image", image, 8)
+    _check_int("batch", batch)
+    _check_int("channels", channels)
+    params = 11_168_832 + 513 * classes + 576 * (channels - 3)
+    side = [image]
+    for _ in range(3):
+        side.append(-(-side[-1] // 2))
+    spatial = sum(28 * planes * s * s for planes, s in zip((128, 256, 512), side[1:]))
+    per_sample = channels * image * image + 30 * 64 * image * image + spatial + 512 + 2 * classes
+    return ModelCounts(params=params, activations=per_sample * batch)
+
+
+def resnet18_memory_mb(
+    config: PrecisionConfig | str, *, classes: int, image: int, batch: int = PAPER_BATCH, channels: int = 3
+) -> float:
+    """The paper's memory of `config` for its ResNet-18, in closed form (no torch)."""
+    counts = resnet18_counts(classes=classes, image=image, batch=batch, channels=channels)
+    return memory_mb(
+        config,
+        params=counts.params,
+        activations=counts.activations,
+        batch=batch,
+        input_shape=(channels, image, image),
+        classes=classes,
+    )
