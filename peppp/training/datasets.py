@@ -458,29 +458,31 @@ def _load_folder(root: Path, image_px: int | None) -> _Source:
 def _cached_folder_source(
     root: str, files: tuple[tuple[Path, str, int], ...], image_px: int | None, _stamp: int
 ) -> _Source:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    grey_modes = {"1", "L", "LA", "P;L"}
-    images = []
-    try:
-        opened = [Image.open(f) for f, _, _ in files]  # lazy: reads headers only
-    except (OSError, UnidentifiedImageError) as error:
-        raise PepppError(f"cannot read an image in {root}: {error}") from None
-    colour = any(img.mode not in grey_modes for img in opened)
-    sizes = {img.size for img in opened}
-    if image_px is None and len(sizes) > 1:
-        shown = " and ".join(f"{w}x{h}" for w, h in sorted(sizes)[:2])
-        raise PepppError(f"images in {root} differ in size ({shown}, ...); add @<S>px to the name to resize them")
-    for img, (path, _, _) in zip(opened, files):
+    images, colour, first_size = [], False, None
+    for path, _, _ in files:
+        # One file open at a time: a folder may hold more images than the open-file limit.
         try:
-            with img:
-                img = img.convert("RGB" if colour else "L")
-                if image_px is not None and img.size != (image_px, image_px):
-                    img = img.resize((image_px, image_px), Image.Resampling.BILINEAR)
-                images.append(np.asarray(img, dtype=np.uint8))
-        except OSError as error:
-            raise PepppError(f"cannot decode image {path}: {error}") from None
-    x = np.stack(images)
+            with Image.open(path) as img:
+                is_colour = img.mode not in ("1", "L", "LA")
+                img = img.convert("RGB" if is_colour else "L")
+        except (OSError, ValueError) as error:
+            raise PepppError(f"cannot read image {path}: {error}") from None
+        if image_px is not None:
+            if img.size != (image_px, image_px):
+                img = img.resize((image_px, image_px), Image.Resampling.BILINEAR)
+        elif first_size is None:
+            first_size = img.size
+        elif img.size != first_size:
+            sizes = " and ".join(f"{w}x{h}" for w, h in sorted({first_size, img.size}))
+            raise PepppError(f"images in {root} differ in size ({sizes}, ...); add @<S>px to the name to resize them")
+        colour = colour or is_colour
+        images.append(np.asarray(img, dtype=np.uint8))
+    if colour:  # mixed folders: grey images become three equal channels
+        images = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in images]
+    # Channels first here: the shape heuristic of _as_nchw cannot tell 3 x 3 RGB images apart.
+    x = np.stack(images).transpose(0, 3, 1, 2) if colour else np.stack(images)[:, None]
     y = np.array([name for _, name, _ in files])
     is_test = np.array([split == 1 for _, _, split in files])
     if not is_test.any():

@@ -422,6 +422,20 @@ def test_image_folder_with_train_and_test_colour_and_mixed_sizes(tmp_path):
     assert data.n_train == 12 and data.n_test == 6 and data.in_channels == 3 and data.image_size == (5, 5)
 
 
+def test_image_folder_colour_pixels_keep_their_channels(tmp_path):
+    from PIL import Image
+
+    save_images(tmp_path / "a", 5, size=(3, 3), mode="RGB", seed=4)
+    save_images(tmp_path / "b", 5, size=(3, 3), mode="RGB", seed=5)
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.in_channels == 3 and data.image_size == (3, 3)
+    originals = np.stack(
+        [np.asarray(Image.open(f)).transpose(2, 0, 1) for f in sorted(tmp_path.glob("*/*.png"))]
+    )
+    pixels = np.concatenate([raw_pixels(data.x_train, data), raw_pixels(data.x_test, data)]) * 255
+    np.testing.assert_allclose(sorted_rows(pixels), sorted_rows(originals.astype(float)), atol=1e-3)
+
+
 def test_image_folder_errors(tmp_path):
     with raises_one_line("image folder .*missing not found"):
         load_dataset(f"folder:{tmp_path / 'missing'}")
@@ -431,6 +445,9 @@ def test_image_folder_errors(tmp_path):
     save_images(tmp_path / "x", 1)
     save_images(tmp_path / "y", 3)
     with raises_one_line("class\\(es\\) x have no test images"):
+        load_dataset(f"folder:{tmp_path}")
+    (tmp_path / "y" / "broken.png").write_bytes(b"not a png")
+    with raises_one_line("cannot read image .*broken.png"):
         load_dataset(f"folder:{tmp_path}")
 
 
