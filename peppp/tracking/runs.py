@@ -122,9 +122,21 @@ def _write_one(client: MlflowClient, experiment_id: str, record: _RunRecord) -> 
     run = client.create_run(experiment_id, start_time=record.start_ms, tags=record.tags, run_name=record.name)
     run_id = run.info.run_id
     metrics, params, _ = _entities(record)
-    client.log_batch(run_id, metrics=metrics, params=params)
-    client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
+    try:
+        client.log_batch(run_id, metrics=metrics, params=params)
+        client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
+    except BaseException:
+        _delete_quietly(client, [run_id])
+        raise
     return run_id
+
+
+def _delete_quietly(client: MlflowClient, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        try:
+            client.delete_run(run_id)
+        except MlflowException:
+            pass  # the error that brought us here matters more than a failed clean-up
 
 
 def log_cell(
@@ -195,11 +207,7 @@ def _write_each(client: MlflowClient, experiment_id: str, records: list[_RunReco
         for record in records:
             run_ids.append(_write_one(client, experiment_id, record))
     except BaseException:
-        for run_id in run_ids:
-            try:
-                client.delete_run(run_id)
-            except MlflowException:
-                pass  # the original error matters more than a failed clean-up
+        _delete_quietly(client, run_ids)
         raise
     return run_ids
 
@@ -224,8 +232,8 @@ def _bulk_insert(store, experiment_id: str, records: list[_RunRecord]) -> list[s
     runs, tags, params, metrics = [], [], [], []
     run_ids = []
     for record in records:
-        m, p, t = _entities(record)
-        _validate_batch_log_data(m, p, t)  # the same checks MLflow's log_batch makes
+        # The same checks (and truncation of over-long values) as MLflow's log_batch.
+        metric_list, param_list, tag_list = _validate_batch_log_data(*_entities(record))
         run_id = uuid.uuid4().hex
         run_ids.append(run_id)
         # Mirrors SqlAlchemyStore.create_run followed by set_terminated.
@@ -247,12 +255,12 @@ def _bulk_insert(store, experiment_id: str, records: list[_RunRecord]) -> list[s
                 "experiment_id": int(experiment_id),
             }
         )
-        tags.extend({"run_uuid": run_id, "key": k, "value": v} for k, v in record.tags.items())
-        params.extend({"run_uuid": run_id, "key": k, "value": v} for k, v in record.params.items())
-        for k, v in record.metrics.items():
-            is_nan, value = store.sanitize_metric_value(v)
+        tags.extend({"run_uuid": run_id, "key": t.key, "value": t.value} for t in tag_list)
+        params.extend({"run_uuid": run_id, "key": p.key, "value": p.value} for p in param_list)
+        for m in metric_list:
+            is_nan, value = store.sanitize_metric_value(m.value)
             metrics.append(
-                {"run_uuid": run_id, "key": k, "value": value, "timestamp": record.end_ms, "step": 0, "is_nan": is_nan}
+                {"run_uuid": run_id, "key": m.key, "value": value, "timestamp": m.timestamp, "step": m.step, "is_nan": is_nan}
             )
     with store.ManagedSessionMaker(read_only=False) as session:
         session.execute(insert(SqlRun.__table__), runs)
