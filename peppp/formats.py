@@ -8,6 +8,7 @@ Written forms (all round-trip through `str`): `e4m3` float, `fixed8.6` fixed poi
 from __future__ import annotations
 
 import itertools
+import numbers
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -45,9 +46,12 @@ class NumberFormat(ABC):
         """The qtorch number (`qtorch.FloatingPoint` etc.), or None for unquantized (qtorch's identity)."""
 
 
-def _check_range(what: str, value: int, low: int, high: int, written: str, syntax: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+def _check_field(fmt: NumberFormat, field: str, what: str, low: int, high: int, written: str, syntax: str) -> None:
+    """Validate an integer field and store it as a plain int (numpy integers come from tables)."""
+    value = getattr(fmt, field)
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not low <= value <= high:
         raise PepppError(f"format {written}: {what} {value!r} is outside {low}..{high} (allowed: {syntax})")
+    object.__setattr__(fmt, field, int(value))
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,8 @@ class FloatFormat(NumberFormat):
 
     def __post_init__(self) -> None:
         written = f"e{self.exp}m{self.man}"
-        _check_range("exponent bits", self.exp, *FLOAT_EXP_RANGE, written, FLOAT_SYNTAX)
-        _check_range("mantissa bits", self.man, *FLOAT_MAN_RANGE, written, FLOAT_SYNTAX)
+        _check_field(self, "exp", "exponent bits", *FLOAT_EXP_RANGE, written, FLOAT_SYNTAX)
+        _check_field(self, "man", "mantissa bits", *FLOAT_MAN_RANGE, written, FLOAT_SYNTAX)
 
     @property
     def bits(self) -> int:
@@ -87,8 +91,8 @@ class FixedFormat(NumberFormat):
 
     def __post_init__(self) -> None:
         written = f"fixed{self.wl}.{self.fl}"
-        _check_range("word length", self.wl, *FIXED_WL_RANGE, written, FIXED_SYNTAX)
-        _check_range("fractional bits", self.fl, 1, self.wl - 1, written, FIXED_SYNTAX)
+        _check_field(self, "wl", "word length", *FIXED_WL_RANGE, written, FIXED_SYNTAX)
+        _check_field(self, "fl", "fractional bits", 1, self.wl - 1, written, FIXED_SYNTAX)
 
     @property
     def bits(self) -> int:
@@ -117,9 +121,10 @@ class BlockFormat(NumberFormat):
 
     def __post_init__(self) -> None:
         written = str(self)
-        _check_range("word length", self.wl, *BLOCK_WL_RANGE, written, BLOCK_SYNTAX)
-        if self.dim not in BLOCK_DIMS:
+        _check_field(self, "wl", "word length", *BLOCK_WL_RANGE, written, BLOCK_SYNTAX)
+        if isinstance(self.dim, bool) or self.dim not in BLOCK_DIMS:
             raise PepppError(f"format {written}: block dimension {self.dim!r} is not -1 (whole tensor) or 0 (allowed: {BLOCK_SYNTAX})")
+        object.__setattr__(self, "dim", int(self.dim))
 
     @property
     def bits(self) -> int:

@@ -10,6 +10,7 @@ only to count a model (`count_model`, `network_counts`); the formula itself is p
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,16 +35,17 @@ class ModelCounts:
     activations: int
 
 
-def _check_int(what: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+def _check_int(what: str, value: int, minimum: int = 1) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise PepppError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(input_shape)
-    if len(shape) != 3 or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in shape):
+    if len(shape) != 3 or any(not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1 for n in shape):
         raise PepppError(f"input_shape must be three positive integers (channels, height, width), got {input_shape!r}")
-    return shape
+    return tuple(int(n) for n in shape)
 
 
 def count_model(model: nn.Module, *, input_shape: Sequence[int], batch: int) -> ModelCounts:
@@ -64,7 +66,7 @@ def count_model(model: nn.Module, *, input_shape: Sequence[int], batch: int) -> 
     """
     import torch
 
-    _check_int("batch", batch)
+    batch = _check_int("batch", batch)
     shape = _check_shape(input_shape)
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -125,9 +127,11 @@ def _network_counts_per_sample(network: str, classes: int, image: int, channels:
 
 def network_counts(network: str, *, classes: int, image: int = 32, channels: int = 3, batch: int = PAPER_BATCH) -> ModelCounts:
     """P and A of the named network (see `peppp.training.networks.NETWORKS`); cached per shape."""
-    _check_int("classes", classes)
-    _check_int("batch", batch)
-    per_sample = _network_counts_per_sample(network, classes, image, channels)
+    classes = _check_int("classes", classes)
+    batch = _check_int("batch", batch)
+    image = _check_int("image", image, 8)
+    channels = _check_int("channels", channels)
+    per_sample = _network_counts_per_sample(str(network), classes, image, channels)
     return ModelCounts(params=per_sample.params, activations=per_sample.activations * batch)
 
 
@@ -143,10 +147,10 @@ def memory_mb(
     """The analytic training memory in MB of `config` for a model with P=`params`, A=`activations`
     (for the whole batch), `batch` inputs of shape (C, H, W) and `classes` outputs."""
     config = parse_config(config)
-    _check_int("params", params, 0)
-    _check_int("activations", activations, 0)
-    _check_int("batch", batch)
-    _check_int("classes", classes)
+    params = _check_int("params", params, 0)
+    activations = _check_int("activations", activations, 0)
+    batch = _check_int("batch", batch)
+    classes = _check_int("classes", classes)
     c, h, w = _check_shape(input_shape)
     low_values = params + 2 * activations
     high_values = 2 * params + batch * c * h * w + 2 * batch * classes
@@ -208,10 +212,10 @@ def resnet18_counts(*, classes: int, image: int, batch: int = PAPER_BATCH, chann
     halved by each stride-2 conv (ceil), then 512 (average pool) and 2K (linear, logits quantizer).
     For H = W a multiple of 8 and C = 3 this is the paper's B * (3,574,784 * H*W/1024 + 512 + 2K).
     """
-    _check_int("classes", classes)
-    _check_int("image", image, 8)
-    _check_int("batch", batch)
-    _check_int("channels", channels)
+    classes = _check_int("classes", classes)
+    image = _check_int("image", image, 8)
+    batch = _check_int("batch", batch)
+    channels = _check_int("channels", channels)
     params = 11_168_832 + 513 * classes + 576 * (channels - 3)
     side = [image]
     for _ in range(3):

@@ -197,3 +197,12 @@ def test_formats_module_needs_no_torch():
 
     code = "import sys, peppp.formats; assert 'torch' not in sys.modules and 'qtorch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_numpy_integers_become_plain_ints():
+    np = pytest.importorskip("numpy")
+    fmt = FloatFormat(np.int64(4), np.int32(3))
+    assert type(fmt.exp) is int and fmt == FloatFormat(4, 3) and str(fmt) == "e4m3"
+    assert type(BlockFormat(np.int64(8), np.int64(0)).dim) is int
+    with pytest.raises(PepppError):
+        BlockFormat(8, True)

@@ -59,7 +59,7 @@ def test_closed_form_equals_hooks_off_the_papers_shapes(image, channels):
 @pytest.mark.parametrize("name", NETWORKS)
 def test_activations_are_linear_in_the_batch(name):
     """A is counted on a probe batch and scaled; check it against real forward passes at other batches."""
-    model = build_network(name, num_classes=3, in_channels=1, image_size=9)
+    model = build_network(name, num_classes=3, in_channels=1, image_size=9, width=4)
 
     def direct(batch):
         total = 0
@@ -166,7 +166,7 @@ def test_counting_rejects_outputs_without_a_batch_axis():
         (lambda: memory_mb("e4m3/e7m9", params=1, activations=1, batch=1, input_shape=(1, 1), classes=1), "input_shape"),
         (lambda: model_memory_mb("e4m3/e7m9", "vgg", classes=10), "unknown network 'vgg'; choose one of"),
         (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=0), "classes"),
-        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, image=4), "image_size"),
+        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, image=4), "image must be an integer >= 8, got 4"),
         (lambda: resnet18_memory_mb("e4m3/e7m9", classes=10, image=4), "image"),
     ],
 )
@@ -179,3 +179,8 @@ def test_model_counts_is_a_value():
     assert ModelCounts(1, 2) == ModelCounts(params=1, activations=2)
     with pytest.raises(AttributeError):
         ModelCounts(1, 2).params = 3
+
+
+def test_numpy_integers_from_tables_are_accepted():
+    k, px = np.int64(10), np.int64(32)
+    assert model_memory_mb("e4m3/e7m9", "resnet18", classes=k, image=px) == resnet18_memory_mb("e4m3/e7m9", classes=10, image=32)

@@ -8,6 +8,7 @@ gets its own module from the factory; the default factory is `nn.Identity`, i.e.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -147,9 +148,10 @@ class ConvNet4(nn.Module):
         return self.logits_quant(self.linear(out))
 
 
-def _check_positive(what: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+def _check_positive(what: str, value: int, minimum: int = 1) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise PepppError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def build_network(
@@ -176,11 +178,10 @@ def build_network(
     """
     if name not in NETWORKS:
         raise PepppError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
-    _check_positive("num_classes", num_classes)
-    _check_positive("in_channels", in_channels)
+    num_classes = _check_positive("num_classes", num_classes)
+    in_channels = _check_positive("in_channels", in_channels)
     _check_positive("image_size", image_size, MIN_IMAGE_SIZE)
-    w = DEFAULT_WIDTHS[name] if width is None else width
-    _check_positive("width", w)
+    w = _check_positive("width", DEFAULT_WIDTHS[name] if width is None else width)
     act = nn.Identity if act_quant is None else act_quant
     io = nn.Identity if io_quant is None else io_quant
     common = dict(num_classes=num_classes, in_channels=in_channels, act_quant=act, io_quant=io)

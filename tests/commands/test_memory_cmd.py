@@ -42,7 +42,7 @@ def test_small_network_with_one_channel(capsys):
         (["--config", "e9m3/e7m9"], ["e9m3", "1..8"]),
         (["--config", "e4m3"], ["e4m3", "LOW/HIGH"]),
         (["--config", "e4m3/e7m9", "--classes", "0"], ["classes", ">= 1"]),
-        (["--config", "e4m3/e7m9", "--image", "4"], ["image_size", ">= 8"]),
+        (["--config", "e4m3/e7m9", "--image", "4"], ["image", ">= 8", "4"]),
         (["--config", "e4m3/e7m9", "--batch", "0"], ["batch", ">= 1"]),
         (["--config", "e4m3/e7m9", "--classes", "ten"], ["--classes", "ten"]),
     ],
