@@ -292,6 +292,9 @@ def test_plot_and_artifacts(frontier, tmp_path):
     with_budget = frontier.plot(tmp_path / "budget.png", budget_mb=200)
     assert with_budget.read_bytes() != png
     assert sorted(p.name for p in (tmp_path / "frontier").iterdir()) == sorted(f.name for f in files)
+    with pytest.raises(PepppError, match="below every configuration's memory"):
+        frontier.plot(tmp_path / "never.png", budget_mb=10)
+    assert not (tmp_path / "never.png").exists()
 
 
 def test_module_imports_neither_mlflow_nor_matplotlib():

@@ -1,0 +1,71 @@
+"""`peppp frontier`: fetch a registered frontier and print it, or the best configuration within a budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "frontier"
+HELP = "print a registered (memory, error) frontier and, with --budget, the best configuration within it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--name", help="registered frontier name, e.g. peppp-frontier-fashion-mnist-0-2-4-6")
+    which.add_argument("--dataset", help="dataset whose frontier to fetch (the name is derived from it)")
+    parser.add_argument("--alias", default="champion", help="registry alias to fetch (default: champion)")
+    parser.add_argument("--version", type=int, default=None, help="fetch this version instead of the alias")
+    parser.add_argument("--budget", type=float, default=None, metavar="MB", help="memory budget in MB: recommend a configuration")
+    parser.add_argument("--all", action="store_true", help="list every configuration, not only the frontier")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (frontier and recommendation)")
+
+
+def format_text(registered, recommendation, *, every: bool) -> str:
+    frontier = registered.frontier
+    aliases = f" ({', '.join(registered.aliases)})" if registered.aliases else ""
+    lines = [
+        f"{registered.name} version {registered.version}{aliases}: dataset {frontier.dataset}, "
+        f"meta-experiment {frontier.meta_experiment}" + (f", method {frontier.method}" if frontier.method else ""),
+        f"{frontier.n_measured} of {len(frontier.points)} configurations measured, "
+        f"{len(frontier.pareto())} on the frontier, created {frontier.created_at}",
+        f"{'memory_mb':>10}  {'error':>6}  {'± std':>7}  {'source':<9}  {'':1} config",
+    ]
+    table = frontier.to_pandas()
+    if not every:
+        table = table[table["on_frontier"]]
+    for row in table.itertuples():
+        std = "" if row.error_std != row.error_std else f"{row.error_std:.4f}"  # NaN: unknown
+        mark = " " if row.on_frontier else "x"
+        source = "measured" if row.measured else "estimated"
+        lines.append(f"{row.memory_mb:>10.2f}  {row.error:>6.4f}  {std:>7}  {source:<9}  {mark:1} {row.config}")
+    if every:
+        lines.append("x: dominated")
+    if recommendation is not None:
+        lines.append(str(recommendation))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from peppp.registry import frontier_model_name, load_registered_frontier
+
+    name = args.name or frontier_model_name(args.dataset)
+    registered = load_registered_frontier(
+        name, alias=args.alias, version=args.version, tracking_uri=args.tracking_uri
+    )
+    # Ask for the recommendation before printing anything, so a bad budget prints only its error.
+    recommendation = None if args.budget is None else registered.frontier.best_for(args.budget)
+    if args.json:
+        payload = {
+            "name": registered.name,
+            "version": registered.version,
+            "aliases": list(registered.aliases),
+            "run_id": registered.run_id,
+            "frontier": registered.frontier.to_dict(),
+            "pareto": [p.config for p in registered.frontier.pareto()],
+            "recommendation": None if recommendation is None else recommendation.to_dict(),
+        }
+        print(json.dumps(payload, allow_nan=False))
+    else:
+        print(format_text(registered, recommendation, every=args.all))
+    return 0
