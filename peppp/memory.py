@@ -114,25 +114,46 @@ def _tensors(output) -> Iterable:
 
 
 @functools.lru_cache(maxsize=256)
-def _network_counts_per_sample(network: str, classes: int, image: int, channels: int) -> ModelCounts:
+def _network_counts_per_sample(network: str, classes: int, input_shape: tuple[int, int, int], width: int | None) -> ModelCounts:
     import torch
 
     from peppp.training.networks import build_network
 
+    channels, height, width_px = input_shape
     # On the meta device: shapes only, no weights to initialise and no arithmetic.
     with torch.device("meta"):
-        model = build_network(network, num_classes=classes, in_channels=channels, image_size=image)
-    return count_model(model, input_shape=(channels, image, image), batch=1)
+        model = build_network(
+            network, num_classes=classes, in_channels=channels, image_size=min(height, width_px), width=width
+        )
+    return count_model(model, input_shape=input_shape, batch=1)
 
 
-def network_counts(network: str, *, classes: int, image: int = 32, channels: int = 3, batch: int = PAPER_BATCH) -> ModelCounts:
-    """P and A of the named network (see `peppp.training.networks.NETWORKS`); cached per shape."""
+def network_counts(
+    network: str,
+    *,
+    classes: int,
+    input_shape: Sequence[int] = (3, 32, 32),
+    batch: int = PAPER_BATCH,
+    width: int | None = None,
+) -> ModelCounts:
+    """P and A of the network named `network` (see `peppp.training.networks.NETWORKS`), built with
+    `width` (None: its default); counted on the meta device once per distinct arguments, then cached."""
     classes = _check_int("classes", classes)
     batch = _check_int("batch", batch)
-    image = _check_int("image", image, 8)
-    channels = _check_int("channels", channels)
-    per_sample = _network_counts_per_sample(str(network), classes, image, channels)
+    shape = _check_shape(input_shape)
+    if min(shape[1:]) < 8:
+        raise PepppError(f"image sides must be >= 8 pixels, got input_shape {tuple(input_shape)!r}")
+    width = None if width is None else _check_int("width", width)
+    per_sample = _network_counts_per_sample(str(network), classes, shape, width)
     return ModelCounts(params=per_sample.params, activations=per_sample.activations * batch)
+
+
+def _counts(model: str | nn.Module, *, classes: int, input_shape: Sequence[int], batch: int, width: int | None) -> ModelCounts:
+    if isinstance(model, str):
+        return network_counts(model, classes=classes, input_shape=input_shape, batch=batch, width=width)
+    if width is not None:
+        raise PepppError("width applies to a network given by name; this model is already built")
+    return count_model(model, input_shape=input_shape, batch=batch)
 
 
 def memory_mb(
@@ -159,45 +180,34 @@ def memory_mb(
 
 def model_memory_mb(
     config: PrecisionConfig | str,
-    network: str | nn.Module,
+    model: str | nn.Module,
     *,
     classes: int,
-    image: int = 32,
-    channels: int = 3,
     batch: int = PAPER_BATCH,
+    input_shape: Sequence[int] = (3, 32, 32),
+    width: int | None = None,
 ) -> float:
-    """Memory in MB of `config` for a network, given by name (counts cached) or as a module (counted now)."""
-    if isinstance(network, str):
-        counts = network_counts(network, classes=classes, image=image, channels=channels, batch=batch)
-    else:
-        counts = count_model(network, input_shape=(channels, image, image), batch=batch)
+    """Memory in MB of `config` for `model`: a network name (counted once per shape, then cached; `width`
+    as in `build_network`) or a built module (counted now, with a forward pass)."""
+    counts = _counts(model, classes=classes, input_shape=input_shape, batch=batch, width=width)
     return memory_mb(
-        config,
-        params=counts.params,
-        activations=counts.activations,
-        batch=batch,
-        input_shape=(channels, image, image),
-        classes=classes,
+        config, params=counts.params, activations=counts.activations, batch=batch, input_shape=input_shape, classes=classes
     )
 
 
 def grid_memory_mb(
     configs: Iterable[PrecisionConfig | str],
-    network: str | nn.Module,
+    model: str | nn.Module,
     *,
     classes: int,
-    image: int = 32,
-    channels: int = 3,
     batch: int = PAPER_BATCH,
+    input_shape: Sequence[int] = (3, 32, 32),
+    width: int | None = None,
 ) -> list[float]:
-    """`model_memory_mb` of each configuration, counting the network once."""
-    if isinstance(network, str):
-        counts = network_counts(network, classes=classes, image=image, channels=channels, batch=batch)
-    else:
-        counts = count_model(network, input_shape=(channels, image, image), batch=batch)
-    shape = (channels, image, image)
+    """`model_memory_mb` of each configuration, counting the model once."""
+    counts = _counts(model, classes=classes, input_shape=input_shape, batch=batch, width=width)
     return [
-        memory_mb(c, params=counts.params, activations=counts.activations, batch=batch, input_shape=shape, classes=classes)
+        memory_mb(c, params=counts.params, activations=counts.activations, batch=batch, input_shape=input_shape, classes=classes)
         for c in configs
     ]
 

@@ -29,7 +29,7 @@ def test_every_cell_of_the_papers_memory_matrix():
     grid = paper_grid()
     assert [str(c) for c in grid] == list(memory.columns)
     hooks = np.array(
-        [grid_memory_mb(grid, "resnet18", classes=int(k), image=int(px)) for k, px in zip(datasets["classes"], datasets["image_px"])]
+        [grid_memory_mb(grid, "resnet18", classes=int(k), input_shape=(3, int(px), int(px))) for k, px in zip(datasets["classes"], datasets["image_px"])]
     )
     closed = np.array(
         [
@@ -44,7 +44,7 @@ def test_every_cell_of_the_papers_memory_matrix():
 
 @pytest.mark.parametrize("classes, image", [(10, 32), (5, 64), (1623, 64)])
 def test_hooks_on_resnet18_give_the_papers_counts(classes, image):
-    counts = network_counts("resnet18", classes=classes, image=image, batch=32)
+    counts = network_counts("resnet18", classes=classes, input_shape=(3, image, image), batch=32)
     assert counts.params == 11_168_832 + 513 * classes
     assert counts.activations == 32 * (3_574_784 * image * image // 1024 + 512 + 2 * classes)
 
@@ -52,7 +52,7 @@ def test_hooks_on_resnet18_give_the_papers_counts(classes, image):
 @pytest.mark.parametrize("image, channels", [(8, 1), (13, 3), (28, 1), (33, 3)])
 def test_closed_form_equals_hooks_off_the_papers_shapes(image, channels):
     assert resnet18_counts(classes=7, image=image, batch=3, channels=channels) == network_counts(
-        "resnet18", classes=7, image=image, channels=channels, batch=3
+        "resnet18", classes=7, input_shape=(channels, image, image), batch=3
     )
 
 
@@ -81,7 +81,7 @@ def test_activations_are_linear_in_the_batch(name):
 
 def test_meta_device_counts_equal_a_real_model():
     real = build_network("resnet20", num_classes=10)
-    assert count_model(real, input_shape=(3, 32, 32), batch=32) == network_counts("resnet20", classes=10, image=32, batch=32)
+    assert count_model(real, input_shape=(3, 32, 32), batch=32) == network_counts("resnet20", classes=10, input_shape=(3, 32, 32), batch=32)
 
 
 def test_counting_leaves_the_model_and_the_rng_as_they_were():
@@ -128,12 +128,23 @@ def test_memory_depends_only_on_total_bits():
 def test_model_memory_mb_by_name_and_by_module_agree():
     config = parse_config("e5m2/e8m7")
     model = build_network("convnet4", num_classes=10, in_channels=1, image_size=28)
-    by_module = model_memory_mb(config, model, classes=10, image=28, channels=1, batch=16)
-    by_name = model_memory_mb("e5m2/e8m7", "convnet4", classes=10, image=28, channels=1, batch=16)
+    shape = (1, 28, 28)
+    by_module = model_memory_mb(config, model, classes=10, input_shape=shape, batch=16)
+    by_name = model_memory_mb("e5m2/e8m7", "convnet4", classes=10, input_shape=shape, batch=16)
     assert by_module == by_name
-    counts = network_counts("convnet4", classes=10, image=28, channels=1, batch=16)
-    assert by_name == memory_mb(config, params=counts.params, activations=counts.activations, batch=16, input_shape=(1, 28, 28), classes=10)
-    assert grid_memory_mb([config, "fp32"], "convnet4", classes=10, image=28, channels=1, batch=16)[0] == by_name
+    counts = network_counts("convnet4", classes=10, input_shape=shape, batch=16)
+    assert by_name == memory_mb(config, params=counts.params, activations=counts.activations, batch=16, input_shape=shape, classes=10)
+    assert grid_memory_mb([config, "fp32"], "convnet4", classes=10, input_shape=shape, batch=16)[0] == by_name
+
+
+def test_width_and_non_square_inputs():
+    narrow = build_network("resnet8", num_classes=4, width=8)
+    assert network_counts("resnet8", classes=4, input_shape=(3, 12, 20), batch=2, width=8) == count_model(
+        narrow, input_shape=(3, 12, 20), batch=2
+    )
+    assert network_counts("resnet8", classes=4, width=8).params < network_counts("resnet8", classes=4).params
+    with pytest.raises(PepppError, match="width applies to a network given by name"):
+        model_memory_mb("fp32", narrow, classes=4, width=8)
 
 
 def test_counting_rejects_outputs_without_a_batch_axis():
@@ -166,7 +177,8 @@ def test_counting_rejects_outputs_without_a_batch_axis():
         (lambda: memory_mb("e4m3/e7m9", params=1, activations=1, batch=1, input_shape=(1, 1), classes=1), "input_shape"),
         (lambda: model_memory_mb("e4m3/e7m9", "vgg", classes=10), "unknown network 'vgg'; choose one of"),
         (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=0), "classes"),
-        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, image=4), "image must be an integer >= 8, got 4"),
+        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, input_shape=(3, 4, 32)), r"image sides must be >= 8 pixels, got input_shape \(3, 4, 32\)"),
+        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, width=0), "width"),
         (lambda: resnet18_memory_mb("e4m3/e7m9", classes=10, image=4), "image"),
     ],
 )
@@ -183,4 +195,4 @@ def test_model_counts_is_a_value():
 
 def test_numpy_integers_from_tables_are_accepted():
     k, px = np.int64(10), np.int64(32)
-    assert model_memory_mb("e4m3/e7m9", "resnet18", classes=k, image=px) == resnet18_memory_mb("e4m3/e7m9", classes=10, image=32)
+    assert model_memory_mb("e4m3/e7m9", "resnet18", classes=k, input_shape=(3, px, px)) == resnet18_memory_mb("e4m3/e7m9", classes=10, image=32)

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=int, default=32, help="image side in pixels (default 32)")
     parser.add_argument("--channels", type=int, default=3, help="input channels (default 3)")
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32, the paper's)")
+    parser.add_argument("--width", type=int, default=None, help="stem width of the network (default: the network's own)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -24,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from peppp.memory import memory_mb, network_counts
 
     config = parse_config(args.config)
-    counts = network_counts(args.net, classes=args.classes, image=args.image, channels=args.channels, batch=args.batch)
     shape = (args.channels, args.image, args.image)
+    counts = network_counts(args.net, classes=args.classes, input_shape=shape, batch=args.batch, width=args.width)
     mb = memory_mb(config, params=counts.params, activations=counts.activations, batch=args.batch, input_shape=shape, classes=args.classes)
     if args.json:
         print(

@@ -33,6 +33,8 @@ def test_small_network_with_one_channel(capsys):
     assert main(["memory", "--net", "convnet4", "--channels", "1", "--image", "28", "--batch", "128", "--config", "fp32", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["params"] == 61_050 and out["config"] == "fp32" and out["memory_mb"] > 0
+    assert main(["memory", "--net", "convnet4", "--width", "32", "--batch", "128", "--config", "fp32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 242_474
 
 
 @pytest.mark.parametrize(
@@ -42,7 +44,8 @@ def test_small_network_with_one_channel(capsys):
         (["--config", "e9m3/e7m9"], ["e9m3", "1..8"]),
         (["--config", "e4m3"], ["e4m3", "LOW/HIGH"]),
         (["--config", "e4m3/e7m9", "--classes", "0"], ["classes", ">= 1"]),
-        (["--config", "e4m3/e7m9", "--image", "4"], ["image", ">= 8", "4"]),
+        (["--config", "e4m3/e7m9", "--image", "4"], ["image sides", ">= 8", "4"]),
+        (["--config", "e4m3/e7m9", "--net", "resnet8", "--width", "0"], ["width", ">= 1"]),
         (["--config", "e4m3/e7m9", "--batch", "0"], ["batch", ">= 1"]),
         (["--config", "e4m3/e7m9", "--classes", "ten"], ["--classes", "ten"]),
     ],
