@@ -13,3 +13,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
 # qtorch and our kernels JIT-compile once; keep the build between test runs.
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "peppp" / "torch_extensions"))
+
+# The machine has 2 cores shared by test processes; 2 torch threads on small tensors only contend.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
