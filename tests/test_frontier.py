@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import norm
 
 from peppp.errors import PepppError
@@ -231,6 +233,41 @@ def test_single_candidate_is_surely_best(frontier):
     rec = frontier.best_for(120)
     assert rec.candidates == 1 and rec.runner_up is None
     assert rec.probability_best == 1.0 and rec.expected_regret == 0.0
+
+
+def test_probability_and_regret_agree_with_monte_carlo():
+    rng = np.random.default_rng(11)
+    n = 12
+    mean = rng.uniform(0.2, 0.3, size=n)
+    std = rng.uniform(0.005, 0.03, size=n)
+    std[[2, 5]] = 0.0  # two measured, exact
+    f = Frontier.from_estimates(
+        dataset="d", meta_experiment="m", configs=[f"c{i}" for i in range(n)], memory_mb=np.arange(1.0, n + 1),
+        error=mean, error_std=std, measured=std == 0,
+    )
+    rec = f.best_for(100)
+    pick = int(np.argmin(mean))
+    draws = rng.normal(mean, std, size=(200_000, n))
+    assert rec.probability_best == pytest.approx(np.mean(draws.argmin(axis=1) == pick), abs=0.005)
+    assert rec.expected_regret == pytest.approx(np.mean(draws[:, pick] - draws.min(axis=1)), abs=3e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 20), st.integers(0, 20)), min_size=1, max_size=25),
+    st.integers(0, 25),
+)
+def test_the_pick_is_always_on_the_frontier(cells, budget):
+    points = tuple(point(f"c{i}", float(m), e / 20, 0.01) for i, (m, e) in enumerate(cells))
+    f = Frontier(dataset="d", meta_experiment="m", points=points)
+    if budget < min(m for m, _ in cells):
+        with pytest.raises(PepppError, match="below every"):
+            f.best_for(budget)
+        return
+    rec = f.best_for(budget)
+    assert rec.point in f.pareto()
+    assert rec.point.error == min(e / 20 for m, e in cells if m <= budget)
+    assert 0.0 <= rec.probability_best <= 1.0 and rec.expected_regret >= 0.0
 
 
 def test_unknown_std_of_an_estimate_gives_no_probability():
