@@ -83,7 +83,7 @@ _OFFLINE_TASKS = (
     # mnist-5k: 28 x 28, 4000 training images at the default test fraction
     "mnist-5k",
     "mnist-5k@14px",
-    "mnist-5k@7px",
+    "mnist-5k@8px",
     "mnist-5k:n=1000",
     "mnist-5k@14px:n=1000",
     "mnist-5k[0-4]",
@@ -98,7 +98,7 @@ _OFFLINE_TASKS = (
     "fashion-mnist:n=1000",
     "fashion-mnist:n=5000",
     "fashion-mnist@14px:n=5000",
-    "fashion-mnist@7px:n=5000",
+    "fashion-mnist@8px:n=5000",
     "fashion-mnist[0-4]@14px:n=5000",
     "fashion-mnist[5-9]@14px:n=5000",
     "fashion-mnist[0,2,4,6]:n=4000",
