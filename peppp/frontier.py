@@ -1,7 +1,6 @@
 """The estimated (memory, error) frontier of one dataset as a value: JSON schema, CSV, plot, best_for(budget).
 
-Pure: numpy and the standard library at import; pandas and matplotlib only inside the methods that need
-them. Reading a frontier parses and validates JSON; nothing is ever evaluated or unpickled.
+No MLflow; pandas and matplotlib load only inside the methods that use them. Reading is JSON only, never pickle.
 """
 
 from __future__ import annotations
@@ -241,7 +240,9 @@ class Frontier:
         )
         meas = np.zeros(n, dtype=bool) if measured is None else np.asarray(measured, dtype=bool)
         runs = [()] * n if run_ids is None else list(run_ids)
-        lengths = {"memory_mb": len(memory), "error": len(err), "error_std": len(std), "measured": len(meas), "run_ids": len(runs)}
+        lengths = {
+            "memory_mb": len(memory), "error": len(err), "error_std": len(std), "measured": len(meas), "run_ids": len(runs),
+        }
         wrong = {k: v for k, v in lengths.items() if v != n}
         if wrong:
             listed = ", ".join(f"{k} has {v}" for k, v in wrong.items())

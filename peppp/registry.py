@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from peppp.errors import PepppError
-from peppp.frontier import JSON_FILE, Frontier
+from peppp.frontier import JSON_FILE, MAX_JSON_BYTES, Frontier
 from peppp.tracking.store import connect
 
 __all__ = [
@@ -129,7 +129,9 @@ def register_frontier(frontier: Frontier, *, run_id: str, name: str | None = Non
         # A version nobody's alias reaches would look registered but never be fetched: take it back.
         with contextlib.suppress(MlflowException):
             client.delete_model_version(name, version.version)
-        raise PepppError(f"cannot point alias {alias!r} of {name!r} at version {version.version}: {_first_line(exc)}") from exc
+        raise PepppError(
+            f"cannot point alias {alias!r} of {name!r} at version {version.version}: {_first_line(exc)}"
+        ) from exc
     return name, int(version.version)
 
 
@@ -156,7 +158,7 @@ def load_registered_frontier(name: str, *, alias: str | None = DEFAULT_ALIAS, ve
     where = f"{name!r} version {version}"
     with tempfile.TemporaryDirectory(prefix="peppp-fetch-") as tmp:
         path = _download_json(mv.source, tmp, tracking_uri=client.tracking_uri, where=where)
-        payload = path.read_bytes() if path.stat().st_size <= 50 * 1024**2 else None
+        payload = path.read_bytes() if path.stat().st_size <= MAX_JSON_BYTES else None
     if payload is None:
         raise PepppError(f"{JSON_FILE} of {where} is too large to be a frontier")
     expected = (mv.tags or {}).get(SHA256_TAG)
@@ -289,8 +291,10 @@ def _quiet_downloads():
 
 
 def _check_alias(alias: object) -> None:
-    if not isinstance(alias, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", alias) or re.fullmatch(r"v\d+", alias):
-        raise PepppError(f"alias {alias!r} must be a name of letters, digits, '_' or '-' (not v<number>)")
+    # MLflow reserves v<number> (it means that version) and "latest".
+    valid = isinstance(alias, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", alias)
+    if not valid or re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
+        raise PepppError(f"alias {alias!r} must be a name of letters, digits, '_' or '-' (not v<number> or latest)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -95,6 +95,8 @@ def test_unknown_name_alias_version_and_store(store, tmp_path):
         fetch_frontier("nope", client=client)
     with pytest.raises(PepppError, match="has no alias 'staging'; its aliases: champion -> version 2"):
         fetch_frontier(name, "staging", client=client)
+    with pytest.raises(PepppError, match="alias 'v2' must be a name"):
+        fetch_frontier(name, "v2", client=client)
     with pytest.raises(PepppError, match="has no version 7"):
         fetch_frontier(name, version=7, client=client)
     with pytest.raises(PepppError, match="no tracking store at"):

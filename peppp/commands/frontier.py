@@ -15,9 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--dataset", help="dataset whose frontier to fetch (the name is derived from it)")
     parser.add_argument("--alias", default="champion", help="registry alias to fetch (default: champion)")
     parser.add_argument("--version", type=int, default=None, help="fetch this version instead of the alias")
-    parser.add_argument("--budget", type=float, default=None, metavar="MB", help="memory budget in MB: recommend a configuration")
+    parser.add_argument("--budget", type=float, default=None, metavar="MB",
+                        help="memory budget in MB: recommend a configuration")
     parser.add_argument("--all", action="store_true", help="list every configuration, not only the frontier")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (frontier and recommendation)")
 
 

@@ -56,7 +56,8 @@ def test_table_of_the_frontier(store, capsys, monkeypatch):
 def test_budget_and_json(store, capsys):
     error, memory = store["error"], store["memory"]
     budget = float(memory.median())
-    assert main(["frontier", "--name", store["name"], "--tracking-uri", store["uri"], "--budget", str(budget), "--json"]) == 0
+    where = ["--name", store["name"], "--tracking-uri", store["uri"]]
+    assert main(["frontier", *where, "--budget", str(budget), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     best = error[memory <= budget].idxmin()  # every error is exact here, so the pick is the true best
     rec = out["recommendation"]
@@ -66,7 +67,7 @@ def test_budget_and_json(store, capsys):
     assert Frontier.from_dict(out["frontier"]) == store["frontier"]
     assert out["pareto"] == [p.config for p in store["frontier"].pareto()]
 
-    assert main(["frontier", "--name", store["name"], "--tracking-uri", store["uri"], "--budget", str(budget), "--all"]) == 0
+    assert main(["frontier", *where, "--budget", str(budget), "--all"]) == 0
     text = capsys.readouterr().out.splitlines()
     assert len(text) == 3 + len(error) + 2
     assert text[-1].startswith(f"within {budget:g} MB: {best} (")
