@@ -1,0 +1,190 @@
+"""Quantize float32 tensors to simulated low-precision formats (float eXmY, fixed point, block float).
+
+Backends: `fast` (default) runs the C++/AVX2 float kernels on CPU tensors and the pure-torch kernels
+elsewhere; `torch` always uses the pure-torch kernels; `qtorch` calls qtorch 0.3.0, the reference.
+Nearest rounding is bit-identical across all three (qtorch's quirks included, see float_kernel.cpp);
+stochastic rounding of `fast` and `torch` draws from torch's generator, so `torch.manual_seed`
+reproduces it, while qtorch's float and block stochastic rounding cannot be seeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from peppp.errors import PepppError
+from peppp.formats import (
+    BLOCK_DIMS,
+    BLOCK_WL_RANGE,
+    FIXED_WL_RANGE,
+    FLOAT_EXP_RANGE,
+    FLOAT_MAN_RANGE,
+    FP32Format,
+    BlockFormat,
+    FixedFormat,
+    FloatFormat,
+    NumberFormat,
+)
+from peppp.training.quant import torch_kernels
+from peppp.training.quant._extension import default_extensions_dir, extension_available, load_extension
+
+ROUNDINGS = ("stochastic", "nearest")
+BACKENDS = ("fast", "torch", "qtorch")
+
+QuantizeFn = Callable[[torch.Tensor], torch.Tensor]
+
+__all__ = [
+    "BACKENDS",
+    "ROUNDINGS",
+    "block_quantize",
+    "default_extensions_dir",
+    "extension_available",
+    "fixed_point_quantize",
+    "float_quantize",
+    "quantize",
+    "quantize_function",
+]
+
+
+def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise PepppError(f"{what} {value!r} is not one of {', '.join(allowed)}")
+
+
+def _check_int(what: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise PepppError(f"{what} {value!r} is outside {low}..{high}")
+
+
+def _check_tensor(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32:
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise PepppError(f"can only quantize float32 tensors, got {got}")
+
+
+def _qtorch_quant():
+    from peppp.training.quant._extension import _prepare_environment
+
+    _prepare_environment()  # qtorch JIT-builds too and needs ninja on PATH
+    import qtorch.quant
+
+    return qtorch.quant
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    return None if seed is None else torch.Generator(device=device).manual_seed(seed)
+
+
+def _no_seed_for_qtorch(seed: int | None) -> None:
+    if seed is not None:
+        raise PepppError(f"seed {seed!r} cannot be used with backend 'qtorch' (its random numbers are not seedable); use backend 'fast'")
+
+
+def _float_fn(exp: int, man: int, rounding: str, backend: str, seed: int | None) -> QuantizeFn:
+    _check_int("exponent bits", exp, *FLOAT_EXP_RANGE)
+    _check_int("mantissa bits", man, *FLOAT_MAN_RANGE)
+    if backend == "qtorch":
+        _no_seed_for_qtorch(seed)
+        qq = _qtorch_quant()
+        return lambda x: qq.float_quantize(x, exp, man, rounding=rounding)
+    ext = load_extension() if backend == "fast" else None
+    stochastic = rounding == "stochastic"
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if ext is not None and x.device.type == "cpu":
+            if stochastic:
+                return ext.float_quantize_stochastic(x, exp, man, seed)
+            return ext.float_quantize_nearest(x, exp, man)
+        if stochastic:
+            return torch_kernels.float_quantize_stochastic(x, exp, man, generator=_generator(seed, x.device))
+        return torch_kernels.float_quantize_nearest(x, exp, man)
+
+    return fn
+
+
+def _fixed_fn(wl: int, fl: int, rounding: str, backend: str, seed: int | None) -> QuantizeFn:
+    _check_int("fixed-point word length", wl, *FIXED_WL_RANGE)
+    _check_int("fixed-point fractional bits", fl, 1, wl - 1)
+    if backend == "qtorch":
+        _no_seed_for_qtorch(seed)
+        qq = _qtorch_quant()
+        return lambda x: qq.fixed_point_quantize(x, wl, fl, rounding=rounding)
+    return lambda x: torch_kernels.fixed_point_quantize(x, wl, fl, rounding=rounding, generator=_generator(seed, x.device))
+
+
+def _block_fn(wl: int, dim: int, rounding: str, backend: str, seed: int | None) -> QuantizeFn:
+    _check_int("block word length", wl, *BLOCK_WL_RANGE)
+    if dim not in BLOCK_DIMS:
+        raise PepppError(f"block dimension {dim!r} is not one of {', '.join(map(str, BLOCK_DIMS))}")
+    if backend == "qtorch":
+        _no_seed_for_qtorch(seed)
+        qq = _qtorch_quant()
+        return lambda x: qq.block_quantize(x, wl, dim, rounding=rounding)
+    return lambda x: torch_kernels.block_quantize(x, wl, dim, rounding=rounding, generator=_generator(seed, x.device))
+
+
+def quantize_function(
+    fmt: NumberFormat, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
+) -> QuantizeFn:
+    """A tensor -> tensor function quantizing to `fmt`, with format and backend resolved once.
+
+    `FP32` gives the identity. `seed` fixes the stochastic draws of every call to the same seed (for
+    tests); None draws a fresh seed from torch's default generator on each call.
+    """
+    _check_choice("rounding", rounding, ROUNDINGS)
+    _check_choice("backend", backend, BACKENDS)
+    if isinstance(fmt, FP32Format):
+        return lambda x: x
+    if isinstance(fmt, FloatFormat):
+        inner = _float_fn(fmt.exp, fmt.man, rounding, backend, seed)
+    elif isinstance(fmt, FixedFormat):
+        inner = _fixed_fn(fmt.wl, fmt.fl, rounding, backend, seed)
+    elif isinstance(fmt, BlockFormat):
+        inner = _block_fn(fmt.wl, fmt.dim, rounding, backend, seed)
+    else:
+        raise PepppError(f"cannot quantize to {fmt!r}; expected a FloatFormat, FixedFormat, BlockFormat or FP32")
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        _check_tensor(x)
+        return inner(x)
+
+    return fn
+
+
+def quantize(
+    x: torch.Tensor, fmt: NumberFormat, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
+) -> torch.Tensor:
+    """`x` (float32) rounded to `fmt`, as a new tensor (`x` itself for FP32)."""
+    return quantize_function(fmt, rounding=rounding, backend=backend, seed=seed)(x)
+
+
+def float_quantize(
+    x: torch.Tensor, exp: int, man: int, rounding: str = "stochastic", *, backend: str = "fast", seed: int | None = None
+) -> torch.Tensor:
+    """`x` rounded to eXmY (1 sign, `exp` exponent, `man` mantissa bits), qtorch's semantics."""
+    _check_choice("rounding", rounding, ROUNDINGS)
+    _check_choice("backend", backend, BACKENDS)
+    _check_tensor(x)
+    return _float_fn(exp, man, rounding, backend, seed)(x)
+
+
+def fixed_point_quantize(
+    x: torch.Tensor, wl: int, fl: int, rounding: str = "stochastic", *, backend: str = "fast", seed: int | None = None
+) -> torch.Tensor:
+    """`x` rounded to fixed point with `wl` bits, `fl` of them fractional, clamped to its range."""
+    _check_choice("rounding", rounding, ROUNDINGS)
+    _check_choice("backend", backend, BACKENDS)
+    _check_tensor(x)
+    return _fixed_fn(wl, fl, rounding, backend, seed)(x)
+
+
+def block_quantize(
+    x: torch.Tensor, wl: int, dim: int = -1, rounding: str = "stochastic", *, backend: str = "fast", seed: int | None = None
+) -> torch.Tensor:
+    """`x` rounded to `wl`-bit block floating point; one shared exponent for the whole tensor (dim=-1)
+    or one per index along dim 0."""
+    _check_choice("rounding", rounding, ROUNDINGS)
+    _check_choice("backend", backend, BACKENDS)
+    _check_tensor(x)
+    return _block_fn(wl, dim, rounding, backend, seed)(x)

@@ -1,0 +1,157 @@
+"""Pure-torch quantization kernels: qtorch-exact nearest rounding, unbiased stochastic rounding.
+
+They run on any device and need no compiler. Float nearest, fixed point (both roundings, from the same
+`torch.rand_like` draw as qtorch) and block nearest reproduce qtorch 0.3.0 bit for bit; float and block
+stochastic use torch's generator, so `torch.manual_seed` makes them reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_SIGN = -(2**31)  # 0x80000000 as int32
+
+
+def _as_float32(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype != torch.float32:
+        raise TypeError(f"expected a float32 tensor, got {x.dtype}")
+    return x.contiguous()
+
+
+def float_spec(exp: int, man: int) -> dict[str, int | float]:
+    """qtorch's constants for eXmY on float32 bit patterns (see float_kernel.cpp)."""
+    d = 23 - man
+    min_exp = -((1 << (exp - 1)) - 2)
+    maxe_b = (1 << (exp - 1)) + 127
+    max_man = (0x7FFFFF >> d) << d
+    return {
+        "d": d,
+        "mask": (1 << d) - 1,
+        "half": (1 << (d - 1)) if d > 0 else 0,
+        "emin_b": 127 + min_exp,
+        "maxe_b": maxe_b,
+        "maxbits": (maxe_b << 23) | max_man,
+        "sub_scale": 2.0 ** (min_exp - man),
+    }
+
+
+def _saturate(q: torch.Tensor, a: torch.Tensor, spec: dict) -> torch.Tensor:
+    over = ((q >> 23) & 0xFF) > spec["maxe_b"]
+    return torch.where(over, (a & _SIGN) | spec["maxbits"], q)
+
+
+def float_quantize_nearest(x: torch.Tensor, exp: int, man: int) -> torch.Tensor:
+    """eXmY with qtorch's nearest rounding (ties away from zero, saturation, its subnormal path)."""
+    x = _as_float32(x)
+    s = float_spec(exp, man)
+    a = x.view(torch.int32)
+    notmask = ~s["mask"]
+    q = _saturate((a + s["half"]) & notmask, a, s)
+    out = q.view(torch.float32)
+    sub = ((a >> 23) & 0xFF) < s["emin_b"]
+    if bool(sub.any()):
+        shift = ((a & _SIGN) | (s["emin_b"] << 23)).view(torch.float32)
+        qs = ((x + shift).view(torch.int32) + s["half"]) & notmask
+        out = torch.where(sub, qs.view(torch.float32) - shift, out)
+    return out
+
+
+def _random_words(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform 32-bit words (as int32) shaped like x, from torch's generator."""
+    return torch.randint(-(2**31), 2**31, x.shape, dtype=torch.int32, device=x.device, generator=generator)
+
+
+def float_quantize_stochastic(x: torch.Tensor, exp: int, man: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """eXmY with stochastic rounding: the upper neighbour with probability (x - lower) / spacing."""
+    x = _as_float32(x)
+    s = float_spec(exp, man)
+    a = x.view(torch.int32)
+    r = _random_words(x, generator)
+    q = _saturate((a + (r & s["mask"])) & ~s["mask"], a, s)
+    out = q.view(torch.float32)
+    e = (a >> 23) & 0xFF
+    sub = e < s["emin_b"]
+    if bool(sub.any()):
+        # Below the smallest normal the grid is fixed (spacing sub_scale): round the significand
+        # exactly in integers, comparing 32 random bits with the dropped fraction.
+        a_s, e_s = a[sub].long(), e[sub].long()
+        sig = (a_s & 0x7FFFFF) | torch.where(e_s > 0, 0x800000, 0)
+        sh = (s["emin_b"] - e_s.clamp(min=1) + s["d"]).clamp(max=63)
+        k = sig >> sh
+        rem = sig - (k << sh)
+        frac = (rem << 32) >> sh
+        k = k + ((r[sub].long() & 0xFFFFFFFF) < frac).long()
+        mag = k.to(torch.float32) * s["sub_scale"]
+        signed = torch.where(mag != 0, mag.view(torch.int32) | (a_s.to(torch.int32) & _SIGN), 0)
+        out = out.clone()
+        out[sub] = signed.view(torch.float32)
+    return out
+
+
+def fixed_point_quantize(
+    x: torch.Tensor,
+    wl: int,
+    fl: int,
+    *,
+    rounding: str = "stochastic",
+    clamp: bool = True,
+    symmetric: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Fixed point (wl bits, fl fractional) as qtorch: nearbyint(x*2^fl + r - 0.5) * 2^-fl, clamped."""
+    x = _as_float32(x)
+    scaled = x * (2.0**fl)
+    r = 0.5 if rounding == "nearest" else torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    t = scaled + r
+    # qtorch subtracts the 0.5 in double precision; in float32 a small t would lose its low bits.
+    rounded = torch.round(t.double() - 0.5).float()
+    out = rounded * (2.0**-fl)
+    if clamp:
+        t_min = -(2.0 ** (wl - fl - 1))
+        t_max = -t_min - 2.0**-fl
+        if symmetric:
+            t_min += 2.0**-fl
+        out = out.clamp(t_min, t_max)
+    return out
+
+
+def _block_max(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """qtorch's shared maximum: over the whole tensor for dim == -1, else per index along `dim`."""
+    if dim == -1 or x.dim() == 0:
+        return x.abs().max().expand_as(x)
+    d = dim % x.dim()
+    others = [i for i in range(x.dim()) if i != d]
+    if not others:
+        return x.abs()
+    return x.abs().amax(dim=others, keepdim=True).expand_as(x)
+
+
+def block_quantize(
+    x: torch.Tensor, wl: int, dim: int = -1, *, rounding: str = "stochastic", generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Block floating point: wl-bit values sharing the exponent of the largest magnitude per block.
+
+    Nearest follows qtorch exactly (add 6*2^E, round to wl bits, subtract, saturate). Stochastic rounds
+    on the same grid (spacing 2^(E+2-wl)) exactly, with the upper neighbour taken with probability
+    (x - lower) / spacing, to 2^-24.
+    """
+    x = _as_float32(x)
+    max_exp_bits = _block_max(x, dim).view(torch.int32) & 0x7F800000
+    if rounding == "nearest":
+        base = max_exp_bits.view(torch.float32) * 6.0
+        mask = (1 << (23 - wl)) - 1
+        half = 1 << (22 - wl) if wl < 23 else 0  # qtorch shifts by -1 at wl == 23 (undefined)
+        q = (((x + base).view(torch.int32) + half) & ~mask).view(torch.float32) - base
+        qb = q.view(torch.int32)
+        max_man = (0x7FFFFF >> (25 - wl)) << (25 - wl)
+        over = (qb & 0x7F800000) > max_exp_bits
+        return torch.where(over, (qb & _SIGN) | max_exp_bits | max_man, qb).view(torch.float32)
+    # spacing 2^(E + 2 - wl), E the unbiased exponent of the block maximum (at least -126)
+    e_unbiased = (max_exp_bits >> 23).clamp(min=1) - 127
+    step = torch.ldexp(torch.ones((), dtype=torch.float32, device=x.device), e_unbiased + 2 - wl)
+    y = x / step
+    lower = torch.floor(y)
+    u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    k = lower + (u < (y - lower)).to(x.dtype)
+    top = float(2 ** (wl - 1) - 1)
+    return k.clamp(-top, top) * step
