@@ -9,9 +9,13 @@ HELP = "import an error and a memory matrix (CSV, rows datasets, columns LOW/HIG
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--error", required=True, metavar="CSV", help="error matrix: first column dataset, then configs")
+    parser.add_argument(
+        "--error", required=True, metavar="CSV", help="error matrix: first column dataset, then configs"
+    )
     parser.add_argument("--memory", required=True, metavar="CSV", help="memory matrix (MB), same labels")
-    parser.add_argument("--experiment", required=True, metavar="NAME", help="MLflow experiment (created when missing)")
+    parser.add_argument(
+        "--experiment", required=True, metavar="NAME", help="MLflow experiment (created when missing)"
+    )
     parser.add_argument("--recipe", default="imported", help="training recipe the cells came from (default: imported)")
     parser.add_argument("--network", default="unknown", help="network the cells trained (default: unknown)")
     parser.add_argument("--role", default="meta", choices=("meta", "probe"), help="role of the cells (default: meta)")

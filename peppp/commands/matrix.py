@@ -9,7 +9,9 @@ HELP = "rebuild the error and memory matrices of an experiment from its runs; wr
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", required=True, metavar="NAME", help="MLflow experiment holding the cell runs")
+    parser.add_argument(
+        "--experiment", required=True, metavar="NAME", help="MLflow experiment holding the cell runs"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for error.csv and memory_mb.csv")
     parser.add_argument(
         "--role", default="meta", choices=("meta", "probe", "all"), help="which cell runs count (default: meta)"

@@ -78,7 +78,10 @@ def read_cells(
     store = sql_store(client) if reader != "search" else None
     if reader == "sql" and store is None:
         raise PepppError(f"the sql reader needs a SQL tracking store, not {client.tracking_uri}")
-    cells = _cells_via_sql(store, experiment_id) if store is not None else _cells_via_search(client, experiment_id, role)
+    if store is not None:
+        cells = _cells_via_sql(store, experiment_id)
+    else:
+        cells = _cells_via_search(client, experiment_id, role)
     if role is not None:
         cells = cells[cells["role"] == role].reset_index(drop=True)
     return cells

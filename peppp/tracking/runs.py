@@ -260,7 +260,14 @@ def _bulk_insert(store, experiment_id: str, records: list[_RunRecord]) -> list[s
         for m in metric_list:
             is_nan, value = store.sanitize_metric_value(m.value)
             metrics.append(
-                {"run_uuid": run_id, "key": m.key, "value": value, "timestamp": m.timestamp, "step": m.step, "is_nan": is_nan}
+                {
+                    "run_uuid": run_id,
+                    "key": m.key,
+                    "value": value,
+                    "timestamp": m.timestamp,
+                    "step": m.step,
+                    "is_nan": is_nan,
+                }
             )
     with store.ManagedSessionMaker(read_only=False) as session:
         session.execute(insert(SqlRun.__table__), runs)

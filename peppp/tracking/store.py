@@ -15,8 +15,6 @@ from peppp.errors import PepppError
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
-# URI schemes MLflow serves from a SQLAlchemy database (a driver may follow a "+").
-SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 HTTP_SCHEMES = ("http", "https")
 
 
@@ -67,9 +65,7 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
         _check_sqlite(uri, create=create)
     try:
         return MlflowClient(tracking_uri=uri)
-    except (MlflowException, OSError, ImportError) as exc:
-        raise PepppError(f"cannot open the tracking store {uri}: {first_line(exc)}") from exc
-    except Exception as exc:  # SQLAlchemy and driver errors have no common base worth importing here
+    except Exception as exc:  # MLflow, SQLAlchemy and database drivers share no narrower base
         raise PepppError(f"cannot open the tracking store {uri}: {first_line(exc)}") from exc
 
 

@@ -20,7 +20,7 @@ from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
 from peppp.tracking.matrix import load_matrices, read_cells
-from peppp.tracking.runs import delete_run, end_run, log_cells_batch, start_parent_run
+from peppp.tracking.runs import ROLES, delete_run, end_run, log_cells_batch, start_parent_run
 from peppp.tracking.store import connect
 
 IMPORTED_SEED = -1  # an imported cell's seed is unknown
@@ -125,6 +125,8 @@ def import_matrix(
     )
     if not isinstance(recipe, str) or not recipe.strip():
         raise PepppError(f"recipe {recipe!r} is empty; give the training recipe's name")
+    if role not in ROLES:
+        raise PepppError(f"role {role!r} is not one of {', '.join(ROLES)}")
     results = [
         CellResult(
             dataset=dataset,

@@ -82,8 +82,10 @@ def test_sql_reader_and_search_reader_agree(logged):
     client = connect()
     experiment_id = get_or_create_experiment("meta")
     for role in (None, "meta", "probe"):
-        by_sql = read_cells(client, experiment_id, role=role, reader="sql").sort_values("run_id", ignore_index=True)
-        by_search = read_cells(client, experiment_id, role=role, reader="search").sort_values("run_id", ignore_index=True)
+        by_sql, by_search = (
+            read_cells(client, experiment_id, role=role, reader=reader).sort_values("run_id", ignore_index=True)
+            for reader in ("sql", "search")
+        )
         pd.testing.assert_frame_equal(by_sql, by_search)
 
 
@@ -139,7 +141,10 @@ def test_mixed_recipes_need_a_choice(store_uri, cell):
     assert error.iloc[0, 0] == 0.3
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"statuses": ()}, "statuses"), ({"statuses": ("done",)}, "statuses"), ({"role": "x"}, "role 'x'")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"statuses": ()}, "statuses"), ({"statuses": ("done",)}, "statuses"), ({"role": "x"}, "role 'x'")],
+)
 def test_bad_selection(logged, kwargs, match):
     with pytest.raises(PepppError, match=match):
         load_matrices("meta", **kwargs)

@@ -29,7 +29,12 @@ def test_environment_and_argument_override_the_default(monkeypatch):
 
 @pytest.mark.parametrize(
     ("uri", "scheme"),
-    [("sqlite:////a/b.db", "sqlite"), ("postgresql+psycopg2://u@h/db", "postgresql"), ("http://h:5000", "http"), ("/some/path", "file")],
+    [
+        ("sqlite:////a/b.db", "sqlite"),
+        ("postgresql+psycopg2://u@h/db", "postgresql"),
+        ("http://h:5000", "http"),
+        ("/some/path", "file"),
+    ],
 )
 def test_uri_scheme(uri, scheme):
     assert uri_scheme(uri) == scheme

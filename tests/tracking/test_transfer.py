@@ -104,6 +104,15 @@ def test_bad_csvs_write_nothing(store_uri, tmp_path, error_text, memory_text, ma
     assert connect().get_experiment_by_name("bad") is None
 
 
+def test_bad_role_or_recipe_write_nothing(store_uri, tmp_path):
+    error_csv, memory_csv = _paper_slice(tmp_path, rows=1)
+    with pytest.raises(PepppError, match="role 'train'"):
+        import_matrix(error_csv, memory_csv, experiment="bad", role="train")
+    with pytest.raises(PepppError, match="recipe '' is empty"):
+        import_matrix(error_csv, memory_csv, experiment="bad", recipe="")
+    assert connect().get_experiment_by_name("bad") is None
+
+
 def test_missing_csv_file(store_uri, tmp_path):
     with pytest.raises(PepppError, match="cannot read the error CSV"):
         import_matrix(tmp_path / "absent.csv", tmp_path / "absent.csv", experiment="bad")
