@@ -80,6 +80,7 @@ def test_budget_and_json(store, capsys):
         (["--alias", "staging"], "has no alias 'staging'"),
         (["--version", "3"], "has no version 3"),
     ],
+    ids=["budget-too-small", "unknown-alias", "unknown-version"],
 )
 def test_errors_are_one_line_and_exit_2(store, capsys, extra, words):
     assert main(["frontier", "--name", store["name"], "--tracking-uri", store["uri"], *extra]) == 2
