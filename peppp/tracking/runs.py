@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 
 from peppp.cells import CellResult
@@ -124,7 +124,11 @@ def _write_one(client: MlflowClient, experiment_id: str, record: _RunRecord) -> 
     metrics, params, _ = _entities(record)
     try:
         client.log_batch(run_id, metrics=metrics, params=params)
-        client.set_terminated(run_id, status=record.status, end_time=record.end_ms)
+        # Straight to the store: the client's set_terminated would fetch the run again and, on a
+        # server, print its URL, once per cell.
+        _store(client).update_run_info(
+            run_id, run_status=RunStatus.from_string(record.status), end_time=record.end_ms, run_name=record.name
+        )
     except BaseException:
         _delete_quietly(client, [run_id])
         raise
@@ -212,11 +216,15 @@ def _write_each(client: MlflowClient, experiment_id: str, records: list[_RunReco
     return run_ids
 
 
+def _store(client: MlflowClient):
+    return client._tracking_client.store  # MLflow exposes the store object only through this attribute
+
+
 def sql_store(client: MlflowClient):
     """The client's SqlAlchemyStore, or None when the store is not a SQL database (e.g. a server)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    store = client._tracking_client.store
+    store = _store(client)
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
