@@ -1,0 +1,198 @@
+"""Train one cell: one network on one dataset under one simulated precision configuration.
+
+Placement follows the paper (METHOD.md): the low format quantizes every activation and its gradient
+(inside the network), the weights and the weight gradients; the high format quantizes the momentum,
+the master weights, the network input and the logits. The loss is scaled before backward and the
+gradients unscaled before they are quantized. The result is a `peppp.cells.CellResult`; a run whose
+loss becomes NaN or inf stops early and is reported as `diverged`, never raised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from peppp.cells import CellResult
+from peppp.errors import PepppError
+from peppp.formats import PrecisionConfig, parse_config
+from peppp.memory import model_memory_mb
+from peppp.training.datasets import Dataset, load_dataset, train_loader
+from peppp.training.networks import build_network
+from peppp.training.quantizers import make_optimizer, make_quantizer_factory
+from peppp.training.recipes import Recipe, get_recipe
+
+ROUNDINGS = ("stochastic", "nearest")
+BACKENDS = ("fast", "qtorch")
+
+
+@dataclass(frozen=True)
+class TrainedCell:
+    """A cell result together with the trained model (for callers that want to inspect it)."""
+
+    result: CellResult
+    model: nn.Module
+    optimizer: object
+
+
+def default_device() -> torch.device:
+    """CUDA when torch sees a GPU, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_quantized_network(
+    config: PrecisionConfig, *, recipe: Recipe, dataset: Dataset, rounding: str, backend: str
+) -> nn.Module:
+    """The recipe's network with low-format quantizers inside and high-format ones at input and logits."""
+    if config.is_fp32:
+        act_quant = io_quant = None
+    else:
+        act_quant = make_quantizer_factory(config.low, rounding=rounding, backend=backend)
+        io_quant = make_quantizer_factory(config.high, rounding=rounding, backend=backend)
+    kwargs = {} if recipe.width is None else {"width": recipe.width}
+    return build_network(
+        recipe.network,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.in_channels,
+        image_size=min(dataset.image_size),
+        act_quant=act_quant,
+        io_quant=io_quant,
+        **kwargs,
+    )
+
+
+@torch.no_grad()
+def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512) -> float:
+    """1 - top-1 accuracy of `model` on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start : start + batch_size].to(device))
+        correct += int((logits.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
+    model.train(was_training)
+    return 1.0 - correct / len(y)
+
+
+def train_cell(
+    dataset: str | Dataset,
+    config: str | PrecisionConfig,
+    *,
+    recipe: str | Recipe = "cpu",
+    network: str | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    rounding: str = "stochastic",
+    backend: str = "fast",
+    device: str | torch.device | None = None,
+    threads: int | None = 1,
+    return_model: bool = False,
+) -> CellResult | TrainedCell:
+    """Train `dataset` under `config` with `recipe` and return its test error and analytic memory.
+
+    `threads` sets torch's CPU threads for this training (restored afterwards); one thread per cell
+    and one cell per core beats one cell on all cores (the quantizers' and small convolutions'
+    threading overhead dominates). None leaves torch's setting alone.
+    """
+    if threads is None:
+        return _train_cell(dataset, config, recipe=recipe, network=network, epochs=epochs, seed=seed,
+                           rounding=rounding, backend=backend, device=device, return_model=return_model)
+    if threads < 1:
+        raise PepppError(f"threads must be >= 1 or None, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train_cell(dataset, config, recipe=recipe, network=network, epochs=epochs, seed=seed,
+                           rounding=rounding, backend=backend, device=device, return_model=return_model)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, backend, device, return_model):
+    if rounding not in ROUNDINGS:
+        raise PepppError(f"rounding {rounding!r} is not one of {', '.join(ROUNDINGS)}")
+    if backend not in BACKENDS:
+        raise PepppError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    cfg = parse_config(config) if isinstance(config, str) else config
+    rec = get_recipe(recipe).with_overrides(network=network, epochs=epochs, seed=seed)
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, seed=rec.seed, max_train=rec.max_train)
+    dev = torch.device(device) if device is not None else default_device()
+
+    torch.manual_seed(rec.seed)
+    model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend).to(dev)
+    memory_mb = model_memory_mb(
+        cfg,
+        rec.network,
+        width=rec.width,
+        classes=data.num_classes,
+        batch=rec.batch_size,
+        input_shape=(data.in_channels, *data.image_size),
+    )
+    optimizer = make_optimizer(
+        model.parameters(),
+        config=cfg,
+        lr=rec.lr,
+        momentum=rec.momentum,
+        weight_decay=rec.weight_decay,
+        rounding=rounding,
+        backend=backend,
+        loss_scale=rec.loss_scale,
+    )
+    inner = getattr(optimizer, "optim", optimizer)
+    steps_per_epoch = math.ceil(len(data.y_train) / rec.batch_size)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(inner, T_max=rec.epochs * steps_per_epoch)
+        if rec.schedule == "cosine"
+        else None
+    )
+    # fp32 is the unquantized baseline: no loss scaling either.
+    loss_scale = 1.0 if cfg.is_fp32 else rec.loss_scale
+    criterion = nn.CrossEntropyLoss()
+
+    status, message, final_loss = "ok", "", float("nan")
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(rec.epochs):
+        total, count = 0.0, 0
+        for xb, yb in train_loader(data, batch_size=rec.batch_size, seed=rec.seed + epoch):
+            xb, yb = xb.to(dev), yb.to(dev)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(xb), yb)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                status, message = "diverged", f"loss became {value} in epoch {epoch + 1}"
+                break
+            (loss * loss_scale).backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total += value * len(yb)
+            count += len(yb)
+        if status == "diverged":
+            final_loss = value
+            break
+        final_loss = total / max(count, 1)
+    train_seconds = time.perf_counter() - start
+
+    error = test_error(model, data.x_test, data.y_test)
+    result = CellResult(
+        # The name the caller asked for keys the cell (the recipe already records the sample cap).
+        dataset=dataset if isinstance(dataset, str) else data.name,
+        config=str(cfg),
+        recipe=rec.name,
+        network=rec.network,
+        seed=rec.seed,
+        error=error,
+        memory_mb=memory_mb,
+        train_seconds=train_seconds,
+        final_loss=final_loss,
+        status=status,
+        message=message,
+    )
+    if return_model:
+        return TrainedCell(result=result, model=model, optimizer=optimizer)
+    return result
