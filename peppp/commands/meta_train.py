@@ -1,0 +1,122 @@
+"""`peppp meta-train`: train datasets x configurations into an experiment (the `meta_train` flow)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from peppp.errors import PepppError
+
+NAME = "meta-train"
+HELP = "train every cell of datasets x configurations not yet in the store, one run per cell (resumable)"
+
+
+def split_names(text: str) -> list[str]:
+    """Comma-separated names; commas inside [...] belong to a name (`digits[0,2],mnist-5k`)."""
+    names, depth, current = [], 0, []
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    names.append("".join(current).strip())
+    return [n for n in names if n]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no seed")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--experiment", required=True, help="MLflow experiment of the meta-dataset (created if missing)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--datasets", metavar="NAMES", help="comma-separated dataset names, e.g. digits,digits[0-4]")
+    which.add_argument("--tasks", type=int, metavar="N", help="the first N offline tasks of the built-in list")
+    parser.add_argument(
+        "--configs", required=True, metavar="GRID",
+        help="configurations: a list (e3m1/e6m7,e5m3/e8m11,fp32), a product 'e3m1,e4m3 x e6m7,e8m11' or 'paper'",
+    )
+    parser.add_argument("--recipe", default="cpu", help="training recipe preset: paper, cpu (default) or tiny")
+    parser.add_argument("--seeds", type=_int_list, default=[0], metavar="S,S,...", help="seeds (default 0)")
+    parser.add_argument("--workers", type=int, default=2, help="cells trained at once (default 2)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def resolve_datasets(args: argparse.Namespace) -> list[str]:
+    from peppp.training.datasets import list_tasks
+
+    if args.datasets is not None:
+        names = split_names(args.datasets)
+        if not names:
+            raise PepppError(f"--datasets {args.datasets!r} names no dataset; give comma-separated names")
+        return names
+    tasks = list_tasks(installed_only=True)
+    if not 1 <= args.tasks <= len(tasks):
+        raise PepppError(f"--tasks {args.tasks} must be between 1 and {len(tasks)} (the offline tasks available here)")
+    return tasks[: args.tasks]
+
+
+def run(args: argparse.Namespace) -> int:
+    from flows import check_prefect_api, prepare_cli_environment
+
+    if args.workers < 1:
+        raise PepppError(f"--workers {args.workers} must be a positive integer")
+    prepare_cli_environment()
+    from peppp.formats import parse_grid
+    from peppp.tracking import connect
+
+    datasets = resolve_datasets(args)
+    configs = [str(c) for c in parse_grid(args.configs)]
+    connect(args.tracking_uri)  # an unreachable store fails here, in one line, before any training
+    check_prefect_api()
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.meta_train import meta_train
+
+    flow = meta_train.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.workers))
+    summary = flow(
+        experiment=args.experiment,
+        datasets=datasets,
+        configs=configs,
+        recipe=args.recipe,
+        seeds=args.seeds,
+        tracking_uri=args.tracking_uri,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps({
+            "experiment": summary.experiment,
+            "tracking_uri": summary.tracking_uri,
+            "planned": summary.planned,
+            "skipped": summary.skipped,
+            "trained": summary.trained,
+            "failed": list(summary.failed),
+            "diverged": list(summary.diverged),
+            "parent_run_id": summary.parent_run_id,
+        }))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary) -> str:
+    text = (
+        f"{summary.experiment}: {summary.planned} cells planned, {summary.skipped} already in the store, "
+        f"{summary.trained} trained ({len(summary.failed)} failed, {len(summary.diverged)} diverged)"
+    )
+    if summary.failed:
+        text += "\nfailed: " + ", ".join(summary.failed)
+    if summary.diverged:
+        text += "\ndiverged: " + ", ".join(summary.diverged)
+    return text + f"\nstore: {summary.tracking_uri}"
