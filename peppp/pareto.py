@@ -176,8 +176,13 @@ def convergence(
     memory = memory / scale
     true_front = _pareto_mask(memory, true)
     est_front = _pareto_mask(memory, est)
-    tree = cKDTree(np.column_stack([memory[true_front], true[true_front]]))
-    distances, _ = tree.query(np.column_stack([memory[est_front], est[est_front]]))
+    true_points = np.column_stack([memory[true_front], true[true_front]])
+    est_points = np.column_stack([memory[est_front], est[est_front]])
+    if len(true_points) * len(est_points) <= 100_000:
+        # Small fronts (the usual case): all pairwise distances beat building a tree.
+        distances = np.sqrt(((est_points[:, None, :] - true_points[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+    else:
+        distances, _ = cKDTree(true_points).query(est_points)
     return float(np.mean(distances))
 
 

@@ -307,3 +307,15 @@ def test_all_orders_of_three_points_agree():
     for perm in itertools.permutations(range(3)):
         p = list(perm)
         assert hypervolume(memory[p], error[p]) == pytest.approx(expected)
+
+
+def test_convergence_large_fronts_use_the_same_definition():
+    # Anti-correlated points: all 2000 are on both fronts, so the k-d tree path is taken.
+    memory = np.arange(2000, dtype=float)
+    true = 1 - memory / 2000
+    est = true + 0.01
+    x = memory / 2000
+    gap = np.hypot(x[:, None] - x[None, :], est[:, None] - true[None, :]).min(axis=1)
+    assert convergence(memory, true, est, memory_scale=2000.0) == pytest.approx(np.mean(gap), rel=1e-12)
+    # Away from the start the nearest true point is 10 steps back: sqrt(2) * 0.005.
+    assert gap[1000] == pytest.approx(np.sqrt(2) * 0.005)
