@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+# Below this smaller dimension a full LAPACK SVD costs a few milliseconds: exact is simplest and best.
+EXACT_MAX_DIM = 256
+
 
 def orthonormal_basis(A: np.ndarray) -> np.ndarray:
     """Q of the economic QR of A (scipy's LAPACK call: numpy's is several times slower on tall blocks)."""
     Q, _ = scipy.linalg.qr(A, mode="economic", check_finite=False, overwrite_a=True)
     return Q
-
-# Below this smaller dimension a full LAPACK SVD costs a few milliseconds: exact is simplest and best.
-EXACT_MAX_DIM = 256
 
 
 def use_exact(shape: tuple[int, int], rank: int, oversample: int, *, exact_max_dim: int = EXACT_MAX_DIM) -> bool:

@@ -29,18 +29,19 @@ class SoftImpute(BaseCompleter):
     Parameters:
       rank: cap on the rank of the estimate (None: no cap). Below half the matrix's smaller side the SVD
         of each iteration is one warm-started block power step instead of a full SVD, which is what
-        makes a 10,000 x 1,000 matrix take about a second.
+        makes a 10,000 x 1,000 matrix take seconds rather than minutes.
       shrinkage: the nuclear-norm weight lambda. None: `shrinkage_fraction` times the smallest lambda
         that makes the estimate all zero (the top singular value of the weighted observed matrix).
       max_iter, tol: stop after max_iter iterations or when ||Z_new - Z||_F^2 / ||Z||_F^2 < tol.
-      accelerate: Nesterov/FISTA momentum on the proximal steps (same solution, several times fewer
-        iterations; at tol 1e-8 the cells sit within about 1e-3 of the exact optimum).
+      accelerate: Nesterov/FISTA momentum on the proximal steps: the same solution, usually in fewer
+        iterations and closer to it at the same tol (at tol 1e-8 the cells of the paper's matrix sit
+        within a few 1e-3 of the exact optimum).
       clip: bounds of the returned matrix (None: no clipping); errors live in [0, 1].
       keep_observed: the completed matrix keeps the observed cells as measured (True) or replaces them
         by the low-rank estimate too (False).
       dtype: arithmetic of the iterations, "float64", "float32" or "auto" (float32 from 2**20 cells:
-        twice the speed, and the estimate moves by about 1e-6, far below measurement noise). The
-        result is float64 either way and keeps observed cells exactly.
+        about twice as fast; cells move by ~1e-5, far below measurement noise). The result is float64
+        either way and keeps observed cells exactly.
       seed: seed of the random start of the block power iteration (big matrices only).
 
     Fitted attributes: completed_, U_ (n x r), singular_values_ (r,), components_ (r x m), rank_,
