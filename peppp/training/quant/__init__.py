@@ -25,6 +25,7 @@ from peppp.formats import (
     FixedFormat,
     FloatFormat,
     NumberFormat,
+    parse_format,
 )
 from peppp.training.quant import torch_kernels
 from peppp.training.quant._extension import default_extensions_dir, extension_available, load_extension
@@ -125,15 +126,18 @@ def _block_fn(wl: int, dim: int, rounding: str, backend: str, seed: int | None) 
 
 
 def quantize_function(
-    fmt: NumberFormat, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
+    fmt: NumberFormat | str, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
 ) -> QuantizeFn:
     """A tensor -> tensor function quantizing to `fmt`, with format and backend resolved once.
 
-    `FP32` gives the identity. `seed` fixes the stochastic draws of every call to the same seed (for
+    `fmt` is a format or its written form (`e5m2`, `fixed8.6`, `block8@0`, `fp32`); `FP32` gives the
+    identity. `seed` fixes the stochastic draws of every call to the same seed (for
     tests); None draws a fresh seed from torch's default generator on each call.
     """
     _check_choice("rounding", rounding, ROUNDINGS)
     _check_choice("backend", backend, BACKENDS)
+    if isinstance(fmt, str):
+        fmt = parse_format(fmt)
     if isinstance(fmt, FP32Format):
         return lambda x: x
     if isinstance(fmt, FloatFormat):
@@ -153,7 +157,7 @@ def quantize_function(
 
 
 def quantize(
-    x: torch.Tensor, fmt: NumberFormat, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
+    x: torch.Tensor, fmt: NumberFormat | str, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
 ) -> torch.Tensor:
     """`x` (float32) rounded to `fmt`, as a new tensor (`x` itself for FP32)."""
     return quantize_function(fmt, rounding=rounding, backend=backend, seed=seed)(x)

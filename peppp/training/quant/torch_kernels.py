@@ -133,7 +133,7 @@ def block_quantize(
 
     Nearest follows qtorch exactly (add 6*2^E, round to wl bits, subtract, saturate). Stochastic rounds
     on the same grid (spacing 2^(E+2-wl)) exactly, with the upper neighbour taken with probability
-    (x - lower) / spacing, to 2^-24.
+    (x - lower) / spacing, to 2^-53.
     """
     x = _as_float32(x)
     max_exp_bits = _block_max(x, dim).view(torch.int32) & 0x7F800000
@@ -146,12 +146,13 @@ def block_quantize(
         max_man = (0x7FFFFF >> (25 - wl)) << (25 - wl)
         over = (qb & 0x7F800000) > max_exp_bits
         return torch.where(over, (qb & _SIGN) | max_exp_bits | max_man, qb).view(torch.float32)
-    # spacing 2^(E + 2 - wl), E the unbiased exponent of the block maximum (at least -126)
-    e_unbiased = (max_exp_bits >> 23).clamp(min=1) - 127
-    step = torch.ldexp(torch.ones((), dtype=torch.float32, device=x.device), e_unbiased + 2 - wl)
-    y = x / step
+    # On the grid of spacing 2^(E + 2 - wl), E the unbiased exponent of the block maximum (at least
+    # -126), in float64 where the scaling, the floor and the fraction are exact.
+    k = (max_exp_bits >> 23).clamp(min=1).long() - 127 + 2 - wl
+    step = ((k + 1023) << 52).view(torch.float64)
+    y = x.double() / step
     lower = torch.floor(y)
-    u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-    k = lower + (u < (y - lower)).to(x.dtype)
+    u = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)
     top = float(2 ** (wl - 1) - 1)
-    return k.clamp(-top, top) * step
+    n = (lower + (u < (y - lower)).double()).clamp(-top, top)
+    return (n * step).float()
