@@ -1,0 +1,69 @@
+"""`peppp evaluate`: meta leave-one-dataset-out evaluation of an active-sampling method on CSV matrices."""
+
+from __future__ import annotations
+
+import argparse
+
+from peppp.errors import PepppError
+
+NAME = "evaluate"
+HELP = "leave-one-dataset-out evaluation of a method on an error and a memory matrix (CSV)"
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every n must be a positive integer")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--error", required=True, metavar="CSV", help="error matrix: rows datasets, columns configs")
+    parser.add_argument("--memory", required=True, metavar="CSV", help="memory matrix (MB), same labels")
+    parser.add_argument("--exclude", default="", metavar="NAMES", help="comma-separated datasets to drop (the paper drops deca-08)")
+    parser.add_argument("--method", default="ed", help="active-sampling method (default: ed)")
+    parser.add_argument("--n", type=_int_list, default=[3, 5, 8, 10, 15], metavar="N,N,...", help="numbers of measurements")
+    parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
+    parser.add_argument("--cap", default="none", help="memory cap: none, median or a number of MB")
+    parser.add_argument("--meta-sample", default="full", help="full, uniform:<fraction> or nonuniform:<fraction>")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def format_table(result) -> str:
+    table = result.summary()
+    lines = [
+        f"method {result.method}, rank {result.rank}, cap {result.cap or 'none'}, meta-sample {result.meta_sample}, "
+        f"{int(table['folds'].iloc[0])} folds, {result.seconds:.2f} s",
+        f"{'n':>4} {'regret':>16} {'hyperdiff':>16} {'convergence':>12} {'compl.err':>10} {'mem.spent':>10}",
+    ]
+    for n, row in table.iterrows():
+        lines.append(
+            f"{n:>4} {row['regret']:>8.4f} ± {row['regret_se']:.4f} {row['hyperdiff']:>8.4f} ± {row['hyperdiff_se']:.4f}"
+            f" {row['convergence']:>12.4f} {row['completion_error']:>10.4f} {row['memory_spent_fraction']:>10.4f}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from peppp.evaluate import load_matrices, loocv
+
+    exclude = [name.strip() for name in args.exclude.split(",") if name.strip()]
+    error, memory = load_matrices(args.error, args.memory, exclude=exclude)
+    if args.rank < 1:
+        raise PepppError(f"--rank {args.rank} must be a positive integer")
+    result = loocv(
+        error,
+        memory,
+        method=args.method,
+        n=args.n,
+        rank=args.rank,
+        cap=args.cap,
+        meta_sample=args.meta_sample,
+        seed=args.seed,
+    )
+    print(result.to_json() if args.json else format_table(result))
+    return 0

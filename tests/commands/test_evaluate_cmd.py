@@ -1,0 +1,86 @@
+"""`peppp evaluate`: table, JSON and one-line errors with exit status 2."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import PAPER_DIR
+from peppp.cli import main
+
+ERROR = str(PAPER_DIR / "error.csv")
+MEMORY = str(PAPER_DIR / "memory_mb.csv")
+
+
+def test_json_output_on_the_paper_matrix(capsys):
+    code = main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--exclude", "deca-08",
+                 "--method", "ed", "--n", "3,5", "--rank", "5", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "ed" and out["n"] == [3, 5] and out["folds"] == 87
+    for key in ("regret", "hyperdiff", "convergence"):
+        assert len(out[key]) == 2 and all(0 <= v < 1 for v in out[key])
+
+
+def test_table_output(capsys):
+    assert main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--exclude", "deca-08", "--n", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "regret" in out and "87 folds" in out
+
+
+def write(tmp_path, name, frame):
+    path = tmp_path / name
+    frame.to_csv(path, index_label="dataset")
+    return str(path)
+
+
+@pytest.fixture
+def small(tmp_path):
+    rng = np.random.default_rng(0)
+    e = pd.DataFrame(rng.uniform(0, 1, (6, 8)), [f"d{i}" for i in range(6)], [f"c{j}" for j in range(8)])
+    m = pd.DataFrame(np.tile(np.arange(1, 9) * 10.0, (6, 1)), e.index, e.columns)
+    return tmp_path, e, m
+
+
+def setcell(frame, value):
+    frame = frame.copy()
+    frame.loc["d1", "c2"] = value
+    return frame
+
+
+def run_bad(capsys, args):
+    code = main(["evaluate", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "mutate, extra, message",
+    [
+        (lambda e, m: (e, m.rename(columns={"c3": "zz"})), [], "columns differ"),
+        (lambda e, m: (e, m.rename(index={"d2": "zz"})), [], "rows differ"),
+        (lambda e, m: (e, m.iloc[:, :5]), [], "is 6x8 but memory is 6x5"),
+        (lambda e, m: (setcell(e.astype(object), "abc"), m), [], "non-numeric cell"),
+        (lambda e, m: (setcell(e, 1.5), m), [], "outside \\[0, 1\\]"),
+        (lambda e, m: (e, setcell(m, np.nan)), [], "finite number of MB"),
+        (lambda e, m: (e, m), ["--n", "9"], "larger than the 8 configurations"),
+        (lambda e, m: (e, m), ["--rank", "6"], "rank 6 must be between"),
+        (lambda e, m: (e, m), ["--method", "magic"], "unknown method 'magic'"),
+        (lambda e, m: (e, m), ["--exclude", "nope"], "not a row"),
+        (lambda e, m: (e, m), ["--n", "x"], "not a comma-separated list"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, small, mutate, extra, message):
+    tmp_path, e, m = small
+    e, m = mutate(e, m)
+    args = ["--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m), "--rank", "2", "--n", "3", *extra]
+    err = run_bad(capsys, args)
+    assert __import__("re").search(message, err), err
+
+
+def test_missing_file(capsys, tmp_path):
+    err = run_bad(capsys, ["--error", str(tmp_path / "none.csv"), "--memory", MEMORY])
+    assert "does not exist" in err
