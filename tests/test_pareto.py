@@ -70,7 +70,7 @@ def test_empty_and_single_point():
     assert pareto_mask([5.0], [0.3]).tolist() == [True]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(tied_points)
 def test_pareto_mask_matches_brute_force(points):
     memory, error = points
@@ -252,7 +252,7 @@ def brute_regrets(memory, true, est):
     return np.array(out)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(tied_points, st.integers(0, 2**32 - 1))
 def test_budget_regrets_match_brute_force(points, seed):
     memory, true = (np.asarray(p, float) for p in points)
