@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from peppp.completion import SoftImpute, fit_row, sample_mask, svd_embeddings
-from peppp.design import DESIGNS, get_design
+from peppp.completion import SoftImpute, sample_mask
+from peppp.methods import METHODS, get_method
 from peppp.errors import PepppError
 from peppp.pareto import budget_regret, convergence, hyperdiff
 
@@ -230,27 +230,14 @@ def meta_train_matrix(train: np.ndarray, train_memory: np.ndarray, *, meta_sampl
     return completer.completed_
 
 
-def evaluate_fold(
-    *,
-    true_error: np.ndarray,
-    memory_mb: np.ndarray,
-    embeddings: np.ndarray,
-    design,
-    n: int,
-    candidates: np.ndarray,
-    memory_scale: float,
-    seed: int,
-) -> tuple[np.ndarray, dict]:
-    """Run one meta-test on one held-out row and score it. Returns the picks and the metrics."""
-    picks = np.asarray(design.select(embeddings, n, candidates=candidates, costs=memory_mb, seed=seed), dtype=int)
-    predicted = fit_row(embeddings, picks, true_error[picks])
+def score_fold(*, true_error: np.ndarray, memory_mb: np.ndarray, estimate, picks: np.ndarray,
+               candidates: np.ndarray, memory_scale: float) -> dict:
+    """Every metric of METHOD.md for one held-out row, over the candidate configurations."""
     cand = np.flatnonzero(candidates)
-    mem, truth, pred = memory_mb[cand], true_error[cand], predicted[cand]
-    # The user-facing estimate: measured configurations carry their measured error.
-    estimate = predicted.copy()
-    estimate[picks] = true_error[picks]
-    metrics = {
-        "regret": budget_regret(mem, truth, estimate[cand]),
+    mem, truth, pred = memory_mb[cand], true_error[cand], estimate.predicted[cand]
+    return {
+        # The user-facing recommendation: measured configurations carry their measured error.
+        "regret": budget_regret(mem, truth, estimate.error[cand]),
         # As the paper computes HyperDiff: predicted errors everywhere, measured ones included.
         "hyperdiff": hyperdiff(mem, truth, pred, memory_scale=memory_scale),
         "convergence": convergence(mem, truth, pred, memory_scale=memory_scale),
@@ -259,7 +246,17 @@ def evaluate_fold(
         "best_error": float(truth.min()),
         "memory_spent_fraction": float(memory_mb[picks].sum() / mem.sum()),
     }
-    return picks, metrics
+
+
+def run_search(session, true_error: np.ndarray, n: int, *, sequential: bool):
+    """Measure (reveal the true error of) configurations until `n` are measured or none is left."""
+    while len(session.measured) < n:
+        picks = session.propose(1 if sequential else n - len(session.measured))
+        if not picks:
+            break
+        for index in picks:
+            session.observe(index, true_error[index])
+    return session
 
 
 def loocv(
@@ -281,8 +278,8 @@ def loocv(
     estimate. Fold `i` uses seed `seed + i`, so results are reproducible.
     """
     validate_matrices(error, memory)
-    if method not in DESIGNS:
-        raise PepppError(f"unknown method {method!r}; choose one of {', '.join(sorted(DESIGNS))}")
+    if method not in METHODS:
+        raise PepppError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
     sample = meta_sample if isinstance(meta_sample, MetaSample) else MetaSample.parse(meta_sample)
     cap = parse_cap(cap)
     ns = [int(v) for v in n]
@@ -303,25 +300,23 @@ def loocv(
         )
     if not 1 <= rank <= min(n_rows - 1, n_configs):
         raise PepppError(f"rank {rank} must be between 1 and {min(n_rows - 1, n_configs)} (training rows and configurations)")
-    design = get_design(method)
+    active = get_method(method, rank=rank)
     memory_scale = float(M.max())
     result = EvaluationResult(method=method, n=ns, rank=rank, cap=cap, meta_sample=str(sample), seed=seed)
     start = time.perf_counter()
     for i, name in enumerate(error.index):
         train_rows = np.arange(n_rows) != i
-        train = meta_train_matrix(E[train_rows], M[train_rows], meta_sample=sample, rank=rank, seed=seed + i)
-        embeddings = svd_embeddings(train, rank)
-        for n_i in ns:
-            picks, metrics = evaluate_fold(
-                true_error=E[i],
-                memory_mb=M[i],
-                embeddings=embeddings,
-                design=design,
-                n=n_i,
-                candidates=candidates_all[i],
-                memory_scale=memory_scale,
-                seed=seed + i,
-            )
+        active.fit(meta_train_matrix(E[train_rows], M[train_rows], meta_sample=sample, rank=rank, seed=seed + i))
+        session = None
+        for n_i in sorted(ns):
+            # A sequential method's search for n extends its search for the smaller n; a one-shot
+            # design is made afresh for each n, as the paper does.
+            if session is None or not active.sequential:
+                session = active.session(memory_mb=M[i], candidates=candidates_all[i], seed=seed + i)
+            run_search(session, E[i], n_i, sequential=active.sequential)
+            picks = np.asarray(session.measured, dtype=int)
+            metrics = score_fold(true_error=E[i], memory_mb=M[i], estimate=session.estimate(), picks=picks,
+                                 candidates=candidates_all[i], memory_scale=memory_scale)
             measured = tuple(str(error.columns[j]) for j in picks)
             result.folds.append(FoldResult(dataset=str(name), n=n_i, measured=measured, **metrics))
     result.seconds = time.perf_counter() - start
