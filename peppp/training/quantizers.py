@@ -58,9 +58,22 @@ class Quantizer(nn.Module):
         self.backward_fmt = self.forward_fmt if backward_fmt is None else _as_format(backward_fmt)
         self.rounding = rounding
         self.backend = backend
-        self._forward_fn = quantize_function(self.forward_fmt, rounding=rounding, backend=backend)
-        self._backward_fn = quantize_function(self.backward_fmt, rounding=rounding, backend=backend)
+        self._resolve()
+
+    def _resolve(self) -> None:
+        self._forward_fn = quantize_function(self.forward_fmt, rounding=self.rounding, backend=self.backend)
+        self._backward_fn = quantize_function(self.backward_fmt, rounding=self.rounding, backend=self.backend)
         self._identity = self.forward_fmt == FP32 and self.backward_fmt == FP32
+
+    def __getstate__(self) -> dict:
+        # the resolved kernels are closures; pickle the formats and resolve them again on load
+        state = self.__dict__.copy()
+        del state["_forward_fn"], state["_backward_fn"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._resolve()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._identity:

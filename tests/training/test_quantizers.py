@@ -53,6 +53,18 @@ def test_stochastic_quantizer_rounds_gradients_to_the_grid_and_is_seeded():
     assert torch.equal(first[0], y.detach()) and torch.equal(first[1], x.grad)
 
 
+def test_quantizer_pickles_and_copies():
+    import copy
+    import pickle
+
+    q = Quantizer("e4m3", "e5m2", rounding="nearest")
+    x = torch.tensor([1.1, 1.3])
+    for clone in (pickle.loads(pickle.dumps(q)), copy.deepcopy(q)):
+        assert clone.forward_fmt == q.forward_fmt and clone.backward_fmt == q.backward_fmt
+        assert torch.equal(clone(x), q(x))
+    assert "forward=e4m3, backward=e5m2" in repr(q)
+
+
 def test_fp32_quantizer_is_the_identity():
     x = torch.randn(5, requires_grad=True)
     assert Quantizer(FP32, FP32)(x) is x

@@ -35,9 +35,29 @@ def float_spec(exp: int, man: int) -> dict[str, int | float]:
     }
 
 
-def _saturate(q: torch.Tensor, a: torch.Tensor, spec: dict) -> torch.Tensor:
-    over = ((q >> 23) & 0xFF) > spec["maxe_b"]
-    return torch.where(over, (a & _SIGN) | spec["maxbits"], q)
+# Branch-free on int32 bit patterns: a condition is a lane mask of -1 (true) or 0 (false) made with
+# an arithmetic shift, lanes are chosen with xor/and, and buffers are reused in place; torch.where,
+# bool tensors and fresh temporaries are several times slower on the CPU.
+
+
+def _lt_mask_(buf: torch.Tensor, rhs: int) -> torch.Tensor:
+    """buf := -1 where buf < rhs else 0, in place, for 0 <= buf, rhs < 2^31."""
+    buf.sub_(rhs)
+    buf.bitwise_right_shift_(31)
+    return buf
+
+
+def _select_(dst: torch.Tensor, mask: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """dst := src where mask else dst, in place; src is clobbered."""
+    src.bitwise_xor_(dst).bitwise_and_(mask)
+    return dst.bitwise_xor_(src)
+
+
+def _saturate_(q: torch.Tensor, a: torch.Tensor, spec: dict, tmp1: torch.Tensor, tmp2: torch.Tensor) -> torch.Tensor:
+    """q, with lanes past the top exponent set to +-max (the sign of a), in place."""
+    over = torch.bitwise_and(q, 0x7F800000, out=tmp1).neg_().add_(spec["maxe_b"] << 23).bitwise_right_shift_(31)
+    sat = torch.bitwise_and(a, _SIGN, out=tmp2).bitwise_or_(spec["maxbits"])
+    return _select_(q, over, sat)
 
 
 def float_quantize_nearest(x: torch.Tensor, exp: int, man: int) -> torch.Tensor:
@@ -46,14 +66,16 @@ def float_quantize_nearest(x: torch.Tensor, exp: int, man: int) -> torch.Tensor:
     s = float_spec(exp, man)
     a = x.view(torch.int32)
     notmask = ~s["mask"]
-    q = _saturate((a + s["half"]) & notmask, a, s)
-    out = q.view(torch.float32)
-    sub = ((a >> 23) & 0xFF) < s["emin_b"]
-    if bool(sub.any()):
-        shift = ((a & _SIGN) | (s["emin_b"] << 23)).view(torch.float32)
-        qs = ((x + shift).view(torch.int32) + s["half"]) & notmask
-        out = torch.where(sub, qs.view(torch.float32) - shift, out)
-    return out
+    emin_bits = s["emin_b"] << 23
+    t1, t2 = torch.empty_like(a), torch.empty_like(a)
+    q = _saturate_((a + s["half"]).bitwise_and_(notmask), a, s, t1, t2)
+    # below the smallest normal (zeros included): qtorch's shift, round, shift back
+    below = _lt_mask_(torch.bitwise_and(a, 0x7FFFFFFF, out=t1), emin_bits)
+    shift = torch.bitwise_and(a, _SIGN, out=t2).bitwise_or_(emin_bits).view(torch.float32)
+    qs = x + shift
+    qs.view(torch.int32).add_(s["half"]).bitwise_and_(notmask)
+    qs.sub_(shift)
+    return _select_(q, below, qs.view(torch.int32)).view(torch.float32)
 
 
 def _random_words(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -67,25 +89,29 @@ def float_quantize_stochastic(x: torch.Tensor, exp: int, man: int, *, generator:
     s = float_spec(exp, man)
     a = x.view(torch.int32)
     r = _random_words(x, generator)
-    q = _saturate((a + (r & s["mask"])) & ~s["mask"], a, s)
-    out = q.view(torch.float32)
-    e = (a >> 23) & 0xFF
-    sub = e < s["emin_b"]
-    if bool(sub.any()):
+    t1, t2 = torch.empty_like(a), torch.empty_like(a)
+    q = _saturate_((r & s["mask"]).add_(a).bitwise_and_(~s["mask"]), a, s, t1, t2)
+    absa = torch.bitwise_and(a, 0x7FFFFFFF, out=t1)
+    nonzero = torch.sub(absa, 1, out=t2).bitwise_right_shift_(31).bitwise_not_()
+    below = _lt_mask_(absa, s["emin_b"] << 23)
+    q.bitwise_and_(below.bitwise_not())  # zeros (and, for now, the tiny values) come out +0
+    tiny = nonzero.bitwise_and_(below)
+    if int(tiny.min()) < 0:
         # Below the smallest normal the grid is fixed (spacing sub_scale): round the significand
         # exactly in integers, comparing 32 random bits with the dropped fraction.
-        a_s, e_s = a[sub].long(), e[sub].long()
-        sig = (a_s & 0x7FFFFF) | torch.where(e_s > 0, 0x800000, 0)
+        idx = tiny.view(-1).nonzero().squeeze(1)
+        a_s = a.reshape(-1)[idx].long()
+        e_s = (a_s >> 23) & 0xFF
+        sig = (a_s & 0x7FFFFF) | ((e_s > 0).long() << 23)
         sh = (s["emin_b"] - e_s.clamp(min=1) + s["d"]).clamp(max=63)
         k = sig >> sh
         rem = sig - (k << sh)
         frac = (rem << 32) >> sh
-        k = k + ((r[sub].long() & 0xFFFFFFFF) < frac).long()
-        mag = k.to(torch.float32) * s["sub_scale"]
-        signed = torch.where(mag != 0, mag.view(torch.int32) | (a_s.to(torch.int32) & _SIGN), 0)
-        out = out.clone()
-        out[sub] = signed.view(torch.float32)
-    return out
+        k = k + ((r.reshape(-1)[idx].long() & 0xFFFFFFFF) < frac).long()
+        mag = (k.to(torch.float32) * s["sub_scale"]).view(torch.int32)
+        signed = mag | ((a_s.to(torch.int32) & _SIGN) & -(mag != 0).int())
+        q.view(-1)[idx] = signed
+    return q.view(torch.float32)
 
 
 def fixed_point_quantize(
