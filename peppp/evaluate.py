@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from peppp.completion import SoftImpute, sample_mask
-from peppp.methods import METHODS, get_method
 from peppp.errors import PepppError
+from peppp.matrices import read_matrix_csv, validate_matrices
+from peppp.methods import METHODS, get_method
 from peppp.pareto import budget_regret, convergence, hyperdiff
 
 META_SAMPLE_SCHEMES = ("full", "uniform", "nonuniform")
@@ -29,70 +30,16 @@ META_SAMPLE_SCHEMES = ("full", "uniform", "nonuniform")
 # --------------------------------------------------------------------------------------------------
 
 
-def read_matrix_csv(path: str, *, what: str) -> pd.DataFrame:
-    """Read a datasets x configurations CSV (first column = dataset names) into a float DataFrame."""
-    try:
-        frame = pd.read_csv(path, index_col=0)
-    except FileNotFoundError:
-        raise PepppError(f"{what} CSV {path!r} does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PepppError(f"{what} CSV {path!r} cannot be parsed: {first}") from None
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise PepppError(f"{what} CSV {path!r} has no data rows or no configuration columns")
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna() & frame.notna()
-    if bad.to_numpy().any():
-        row, col = np.argwhere(bad.to_numpy())[0]
-        raise PepppError(
-            f"{what} CSV {path!r} has a non-numeric cell at dataset {frame.index[row]!r}, "
-            f"config {frame.columns[col]!r}: {frame.iat[row, col]!r}"
-        )
-    if frame.index.has_duplicates:
-        raise PepppError(f"{what} CSV {path!r} repeats dataset {frame.index[frame.index.duplicated()][0]!r}")
-    if frame.columns.has_duplicates:
-        raise PepppError(f"{what} CSV {path!r} repeats a configuration column")
-    numeric.index = numeric.index.astype(str)
-    numeric.index.name = "dataset"
-    return numeric.astype(float)
-
-
-def validate_matrices(error: pd.DataFrame, memory: pd.DataFrame) -> None:
-    """Check that an error and a memory matrix describe the same cells and hold sane values."""
-    if error.shape != memory.shape:
-        raise PepppError(f"error matrix is {error.shape[0]}x{error.shape[1]} but memory is {memory.shape[0]}x{memory.shape[1]}")
-    if list(error.index) != list(memory.index):
-        diff = next(a for a, b in zip(error.index, memory.index) if a != b)
-        raise PepppError(f"error and memory rows differ (first mismatch: error has {diff!r}); rows must match in order")
-    if list(error.columns) != list(memory.columns):
-        diff = next(a for a, b in zip(error.columns, memory.columns) if a != b)
-        raise PepppError(f"error and memory columns differ (first mismatch: error has {diff!r}); columns must match in order")
-    e = error.to_numpy(dtype=float)
-    m = memory.to_numpy(dtype=float)
-    if np.isnan(e).any():
-        raise PepppError(f"error matrix has {int(np.isnan(e).sum())} empty cells; evaluation needs every cell measured")
-    if ((e < 0) | (e > 1)).any():
-        row, col = np.argwhere((e < 0) | (e > 1))[0]
-        raise PepppError(f"error {e[row, col]!r} at {error.index[row]!r}/{error.columns[col]!r} is outside [0, 1]")
-    if not np.isfinite(m).all():
-        row, col = np.argwhere(~np.isfinite(m))[0]
-        raise PepppError(f"memory at {memory.index[row]!r}/{memory.columns[col]!r} is {m[row, col]!r}; every memory must be a finite number of MB")
-    if (m <= 0).any():
-        row, col = np.argwhere(m <= 0)[0]
-        raise PepppError(f"memory {m[row, col]!r} MB at {memory.index[row]!r}/{memory.columns[col]!r} must be positive")
-
-
 def load_matrices(error_csv: str, memory_csv: str, *, exclude: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read, validate and drop the `exclude`d rows of an error and a memory CSV."""
     error = read_matrix_csv(error_csv, what="error")
     memory = read_matrix_csv(memory_csv, what="memory")
     missing = [name for name in exclude if name not in error.index]
     if missing:
-        raise PepppError(f"--exclude names dataset {missing[0]!r}, which is not a row of {error_csv!r}")
+        raise PepppError(f"--exclude names dataset {missing[0]!r}, which is not a row of {error_csv}")
     error = error.drop(index=list(exclude))
     memory = memory.drop(index=[name for name in exclude if name in memory.index])
-    validate_matrices(error, memory)
-    return error, memory
+    return validate_matrices(error, memory, complete=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,7 +224,7 @@ def loocv(
     pick `n` configurations with the design `method`, fit the row from their true errors and score the
     estimate. Fold `i` uses seed `seed + i`, so results are reproducible.
     """
-    validate_matrices(error, memory)
+    error, memory = validate_matrices(error, memory, complete=True)
     if method not in METHODS:
         raise PepppError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
     sample = meta_sample if isinstance(meta_sample, MetaSample) else MetaSample.parse(meta_sample)

@@ -6,100 +6,41 @@ The CSV layout is the paper's: first column `dataset` (row labels), then one col
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
+from peppp.matrices import read_matrix_csv
+from peppp.matrices import validate_matrices as check_matrices
 from peppp.tracking.matrix import load_matrices, read_cells
-from peppp.tracking.runs import ROLES, delete_run, end_run, log_cells_batch, start_parent_run
+from peppp.tracking.runs import (
+    ROLES,
+    delete_run,
+    end_run,
+    log_cells_batch,
+    start_parent_run,
+)
 from peppp.tracking.store import connect
 
 IMPORTED_SEED = -1  # an imported cell's seed is unknown
 
 
-def read_matrix_csv(path: str | os.PathLike, *, what: str = "matrix") -> pd.DataFrame:
-    """A matrix CSV as floats (datasets x configs), every label checked; exact round-trip parsing."""
-    path = Path(path)
-    try:
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), None)
-    except OSError as exc:
-        raise PepppError(f"cannot read the {what} CSV {path}: {exc.strerror}") from exc
-    if not header or len(header) < 2:
-        raise PepppError(f"{what} CSV {path} needs a header: dataset, then one column per configuration")
-    labels = [h.strip() for h in header[1:]]
-    duplicates = sorted({c for c in labels if labels.count(c) > 1})
-    if duplicates:
-        raise PepppError(f"{what} CSV {path}: configuration {duplicates[0]!r} appears twice; each must appear once")
-    try:
-        # Text first, then Python's correctly rounded float(): values survive a round trip exactly.
-        frame = pd.read_csv(path, index_col=0, dtype=str)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise PepppError(f"cannot parse the {what} CSV {path}: {str(exc).splitlines()[0]}") from exc
-    frame.columns = labels
-    if frame.empty:
-        raise PepppError(f"{what} CSV {path} has no rows; it needs one row per dataset")
-    names = frame.index.to_series()
-    unnamed = names.isna() | (names.str.strip() == "")
-    if unnamed.any():
-        raise PepppError(f"{what} CSV {path}: data row {int(np.flatnonzero(unnamed)[0]) + 1} has no dataset name")
-    frame.index = names.str.strip().to_numpy()
-    if frame.index.duplicated().any():
-        raise PepppError(f"{what} CSV {path}: dataset {frame.index[frame.index.duplicated()][0]!r} appears twice")
-    values = np.full(frame.shape, np.nan)
-    for j, config in enumerate(frame.columns):
-        for i, text in enumerate(frame[config]):
-            if isinstance(text, str):
-                try:
-                    values[i, j] = float(text)
-                except ValueError:
-                    raise PepppError(
-                        f"{what} CSV {path}: cell ({frame.index[i]}, {config}) = {text!r} is not a number"
-                    ) from None
-    frame = pd.DataFrame(values, index=frame.index, columns=frame.columns)
-    frame.index.name = "dataset"
-    return frame
-
-
 def validate_matrices(error: pd.DataFrame, memory: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Check an (error, memory_mb) pair; returns them aligned to the error matrix's labels.
+    """Check an (error, memory_mb) pair for import; returns them aligned to the error matrix's labels.
 
-    Labels must match (same datasets, same configurations, each a valid `LOW/HIGH`); errors lie in
-    [0, 1]; every measured error has a finite, positive memory. A missing error is a missing cell.
+    As `peppp.matrices.validate_matrices` (missing cells allowed), and every configuration label must
+    be a valid `LOW/HIGH` (its formats are logged as params).
     """
-    for axis, a, b in (("dataset", error.index, memory.index), ("configuration", error.columns, memory.columns)):
-        only_error = [x for x in a if x not in set(b)]
-        only_memory = [x for x in b if x not in set(a)]
-        if only_error or only_memory:
-            side, label = ("error", only_error[0]) if only_error else ("memory", only_memory[0])
-            raise PepppError(f"{axis} {label!r} is in the {side} matrix only; both matrices need the same labels")
-    memory = memory.reindex(index=error.index, columns=error.columns)
+    error, memory = check_matrices(error, memory)
     for config in error.columns:
         parse_config(config)  # one line naming the bad configuration and the syntax allowed
-    values = error.to_numpy()
-    bad = ~np.isnan(values) & ((values < 0) | (values > 1) | ~np.isfinite(values))
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise PepppError(f"error cell ({error.index[i]}, {error.columns[j]}) = {values[i, j]} is outside [0, 1]")
-    mem = memory.to_numpy()
-    bad = ~np.isnan(values) & ~(np.isfinite(mem) & (mem > 0))
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise PepppError(
-            f"memory cell ({error.index[i]}, {error.columns[j]}) = {mem[i, j]} must be a finite number > 0 "
-            "where the error is measured"
-        )
-    if np.isnan(values).all():
-        raise PepppError("the error matrix has no measured cell; nothing to import")
     return error, memory
 
 

@@ -60,12 +60,12 @@ def run_bad(capsys, args):
 @pytest.mark.parametrize(
     "mutate, extra, message",
     [
-        (lambda e, m: (e, m.rename(columns={"c3": "zz"})), [], "columns differ"),
-        (lambda e, m: (e, m.rename(index={"d2": "zz"})), [], "rows differ"),
-        (lambda e, m: (e, m.iloc[:, :5]), [], "is 6x8 but memory is 6x5"),
-        (lambda e, m: (setcell(e.astype(object), "abc"), m), [], "non-numeric cell"),
+        (lambda e, m: (e, m.rename(columns={"c3": "zz"})), [], "configuration 'c3' is in the error matrix only"),
+        (lambda e, m: (e, m.rename(index={"d2": "zz"})), [], "dataset 'd2' is in the error matrix only"),
+        (lambda e, m: (e, m.iloc[:, :5]), [], "configuration 'c5' is in the error matrix only"),
+        (lambda e, m: (setcell(e.astype(object), "abc"), m), [], "'abc' is not a number"),
         (lambda e, m: (setcell(e, 1.5), m), [], "outside \\[0, 1\\]"),
-        (lambda e, m: (e, setcell(m, np.nan)), [], "finite number of MB"),
+        (lambda e, m: (e, setcell(m, np.nan)), [], "must be a finite number of MB"),
         (lambda e, m: (e, m), ["--n", "9"], "larger than the 8 configurations"),
         (lambda e, m: (e, m), ["--rank", "6"], "rank 6 must be between"),
         (lambda e, m: (e, m), ["--method", "magic"], "unknown method 'magic'"),
