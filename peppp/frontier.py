@@ -61,6 +61,14 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
+def _finite(value: numbers.Real) -> bool:
+    """Finite as a float (an integer beyond float range is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 # ----------------------------------------------------------------------------------------------------
 # values
 
@@ -86,12 +94,12 @@ class FrontierPoint:
         where = f"configuration {self.config!r}"
         if not isinstance(self.config, str) or not self.config.strip():
             raise PepppError(f"configuration name {self.config!r} must be a non-empty string")
-        if not _is_number(self.memory_mb) or not (math.isfinite(self.memory_mb) and self.memory_mb > 0):
+        if not _is_number(self.memory_mb) or not (_finite(self.memory_mb) and self.memory_mb > 0):
             raise PepppError(f"{where}: memory_mb={self.memory_mb!r} must be a finite number > 0")
-        if not _is_number(self.error) or not (math.isfinite(self.error) and 0.0 <= self.error <= 1.0):
+        if not _is_number(self.error) or not (_finite(self.error) and 0.0 <= self.error <= 1.0):
             raise PepppError(f"{where}: error={self.error!r} must be a finite number in [0, 1]")
         if self.error_std is not None and (
-            not _is_number(self.error_std) or not (math.isfinite(self.error_std) and self.error_std >= 0)
+            not _is_number(self.error_std) or not (_finite(self.error_std) and self.error_std >= 0)
         ):
             raise PepppError(f"{where}: error_std={self.error_std!r} must be None or a finite number >= 0")
         if not isinstance(self.measured, (bool, np.bool_)):
@@ -397,6 +405,8 @@ class Frontier:
             raise PepppError(f"frontier JSON is corrupt: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except RecursionError:
             raise PepppError("frontier JSON is corrupt: nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+            raise PepppError(f"frontier JSON is corrupt: {str(exc).splitlines()[0]}") from None
         return cls.from_dict(data)
 
     @classmethod
