@@ -1,8 +1,10 @@
 """Quantize float32 tensors to simulated low-precision formats (float eXmY, fixed point, block float).
 
-Backends: `fast` (default) runs the C++/AVX2 float kernels on CPU tensors and the pure-torch kernels
-elsewhere; `torch` always uses the pure-torch kernels; `qtorch` calls qtorch 0.3.0, the reference.
-Nearest rounding is bit-identical across all three (qtorch's quirks included, see float_kernel.cpp);
+Backends: `fast` (default) runs the C++ float kernels (AVX-512, AVX2 or scalar, JIT-built once) on
+CPU tensors and the pure-torch kernels elsewhere; `torch` always uses the pure-torch kernels;
+`qtorch` calls qtorch 0.3.0, the reference. Nearest rounding is bit-identical across all three,
+qtorch's quirks included (see float_kernel.cpp), except eXm23 and block wl=23 where qtorch shifts
+by -1 (undefined behaviour) and flips signs;
 stochastic rounding of `fast` and `torch` draws from torch's generator, so `torch.manual_seed`
 reproduces it, while qtorch's float and block stochastic rounding cannot be seeded.
 """
