@@ -1,9 +1,8 @@
-"""Shared pieces of the property tests: the example budget, the PepppError contract, known bugs."""
+"""Shared pieces of the property tests: the example budget, the PepppError contract, broken CSVs."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,31 +30,6 @@ def budget(max_examples: int) -> settings:
     )
 
 
-@dataclass(frozen=True)
-class KnownBug:
-    """A non-PepppError that a function is known to raise for some input; reported to the lead, and
-    pinned by a strict xfail test so that the allowance must go when the bug is fixed."""
-
-    exception: type[BaseException]
-    message: str  # a regular expression the exception's text matches
-
-    def matches(self, exc: BaseException) -> bool:
-        return isinstance(exc, self.exception) and not isinstance(exc, PepppError) and bool(
-            re.search(self.message, str(exc))
-        )
-
-
-# peppp.tracking.transfer.read_matrix_csv
-NOT_UTF8 = KnownBug(UnicodeDecodeError, r"codec can't decode")
-ROW_LONGER_THAN_HEADER = KnownBug(ValueError, r"^Length mismatch")
-HEADER_FIELD_OVER_CSV_LIMIT = KnownBug(Exception, r"field larger than field limit")
-# peppp.frontier.Frontier.from_json
-INT_BEYOND_FLOAT = KnownBug(OverflowError, r"int too large to convert to float")
-INT_OVER_4300_DIGITS = KnownBug(ValueError, r"Exceeds the limit \(4300 digits\)")
-# peppp.formats.parse_format
-FORMAT_FIELD_OVER_4300_DIGITS = INT_OVER_4300_DIGITS
-
-
 def event(label: str) -> None:
     """Count an outcome in hypothesis' statistics (`--hypothesis-show-statistics`); a no-op outside it."""
     if currently_in_test_context():
@@ -67,12 +41,10 @@ class Refused:
     """What `outcome` returns for an input the function refused: its one-line message."""
 
     message: str
-    known_bug: bool = False
 
 
-def outcome(call: Callable[[], object], *, known: tuple[KnownBug, ...] = ()):
-    """The call's result, or `Refused` for a PepppError; any other exception fails the test (unless
-    it is one of the `known` bugs, which also count as refused).
+def outcome(call: Callable[[], object]):
+    """The call's result, or `Refused` for a PepppError; any other exception fails the test.
 
     A refusal must be one non-empty line: the CLI prints it as the whole message.
     """
@@ -84,11 +56,6 @@ def outcome(call: Callable[[], object], *, known: tuple[KnownBug, ...] = ()):
         assert text.strip(), "a PepppError without a message"
         assert "\n" not in text and "\r" not in text, f"PepppError spans several lines: {text!r}"
         return Refused(text)
-    except Exception as exc:
-        if any(bug.matches(exc) for bug in known):
-            event(f"known bug: {type(exc).__name__}")
-            return Refused(f"{type(exc).__name__}: {exc}", known_bug=True)
-        raise
     event("accepted")
     return result
 
