@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from peppp.errors import PepppError
 
@@ -127,7 +128,7 @@ class Service:
         except OSError:
             return ""
 
-    def __enter__(self) -> Service:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -193,7 +194,9 @@ def postgres_bin_dir() -> Path:
     if configured:
         path = Path(configured)
         if not (path / "postgres").is_file():
-            raise PepppError(f"{POSTGRES_BIN_ENV}={configured} holds no postgres program; point it at PostgreSQL's bin folder")
+            raise PepppError(
+                f"{POSTGRES_BIN_ENV}={configured} holds no postgres program; point it at PostgreSQL's bin folder"
+            )
         return path
     versions = []
     for candidate in Path("/usr/lib/postgresql").glob("*/bin"):
@@ -317,7 +320,7 @@ def _initdb(bin_dir: Path, data_dir: Path, user: str | None) -> None:
     command = [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_SUPERUSER, "--auth=trust"]
     command += ["--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"]
     done = subprocess.run(
-        command, capture_output=True, text=True, env=_clean_env(), cwd=data_dir, **_as_user(user)
+        command, check=False, capture_output=True, text=True, env=_clean_env(), cwd=data_dir, **_as_user(user)
     )
     if done.returncode != 0:
         raise PepppError(f"initdb failed in {data_dir}: {_one_line(done.stderr or done.stdout)}")
@@ -325,13 +328,13 @@ def _initdb(bin_dir: Path, data_dir: Path, user: str | None) -> None:
 
 def _pg_isready(bin_dir: Path, port: int) -> bool:
     command = [str(bin_dir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port), "-U", POSTGRES_SUPERUSER]
-    return subprocess.run(command, env=_clean_env(), timeout=30).returncode == 0
+    return subprocess.run(command, check=False, env=_clean_env(), timeout=30).returncode == 0
 
 
 def _psql(bin_dir: Path, port: int, sql: str) -> str:
     command = [str(bin_dir / "psql"), "-h", LOOPBACK, "-p", str(port), "-U", POSTGRES_SUPERUSER, "-d", "postgres"]
     command += ["-v", "ON_ERROR_STOP=1", "-tAc", sql]
-    done = subprocess.run(command, capture_output=True, text=True, env=_clean_env(), timeout=60)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, env=_clean_env(), timeout=60)
     if done.returncode != 0:
         raise PepppError(f"psql on port {port} failed for {sql!r}: {_one_line(done.stderr)}")
     return done.stdout.strip()
@@ -363,7 +366,9 @@ def start_mlflow_server(
     file in the temporary folder). `uri` is `http://<host>:<port>`.
     """
     if not isinstance(backend_uri, str) or ("://" not in backend_uri and not backend_uri.startswith("sqlite:")):
-        raise PepppError(f"backend URI {backend_uri!r} must be a database URI such as postgresql://... or sqlite:///...")
+        raise PepppError(
+            f"backend URI {backend_uri!r} must be a database URI such as postgresql://... or sqlite:///..."
+        )
     port = free_port(host) if port is None else _check_port(port)
     artifacts = Path(artifacts_dir).resolve()
     artifacts.mkdir(parents=True, exist_ok=True)

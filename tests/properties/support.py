@@ -9,8 +9,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import event as _event
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from peppp.errors import PepppError
 

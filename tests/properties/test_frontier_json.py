@@ -37,7 +37,8 @@ SCALARS = st.one_of(
     st.sampled_from(["", " ", "peppp.frontier", "e3m1/e6m7", "2025-01-02", "not a time", "\ud800"]),
 )
 ANY_JSON = st.recursive(
-    SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
     max_leaves=8,
 )
 # Every field of the schema, of the first point and of the whole point list, plus unknown ones.

@@ -104,7 +104,9 @@ def test_the_unbroken_slices_load_for_evaluation_and_import(folder):
     """The properties above only mean something if the valid slices are accepted."""
     error, memory = evaluate.load_matrices(str(_write(folder, ERROR)), str(_write(folder, MEMORY)))
     assert error.shape == (3, 6) and list(error.index) == PAPER_NAMES
-    imported = transfer.validate_matrices(read_matrix_csv(_write(folder, ERROR)), read_matrix_csv(_write(folder, MEMORY)))
+    imported = transfer.validate_matrices(
+        read_matrix_csv(_write(folder, ERROR)), read_matrix_csv(_write(folder, MEMORY))
+    )
     pd.testing.assert_frame_equal(imported[0], error)
     pd.testing.assert_frame_equal(imported[1], memory)
 

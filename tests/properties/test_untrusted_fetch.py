@@ -95,7 +95,7 @@ def test_fetch_downloads_only_frontier_json_and_runs_nothing_planted_beside_it(s
     # The bait is live: a fetch that loaded the version as an MLflow pyfunc model would have run it.
     import mlflow.pyfunc
 
-    with pytest.raises(Exception):  # the planted module has no _load_pyfunc: it fails after running
+    with pytest.raises(AttributeError, match="_load_pyfunc"):  # the planted module ran, then had no loader
         mlflow.pyfunc.load_model(str(artifact_root / "frontier"))
     sys.modules.pop(LOADER, None)
     assert marker.read_text() == "imported"

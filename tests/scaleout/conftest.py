@@ -35,5 +35,6 @@ def postgres(service_folder) -> Service:
 @pytest.fixture(scope="package")
 def server(postgres, service_folder) -> Service:
     """`mlflow server` over the PostgreSQL database, serving artifacts from service_folder/artifacts."""
-    with start_mlflow_server(postgres.uri, service_folder / "artifacts", log_path=service_folder / "mlflow.log") as service:
+    log_path = service_folder / "mlflow.log"
+    with start_mlflow_server(postgres.uri, service_folder / "artifacts", log_path=log_path) as service:
         yield service

@@ -88,13 +88,16 @@ def test_cells_logged_through_the_server_rebuild_the_same_over_http_and_from_pos
         log_cell("cells", cell("a", "e4m3/e7m9", 0.3, 20.0), role="probe", parent_run_id=parent,
                  tracking_uri=server.uri)
     expected = pd.DataFrame(
-        [[0.5, math.nan], [math.nan, 0.2]], index=pd.Index(["a", "b"], name="dataset"), columns=["e3m1/e6m7", "e4m3/e7m9"]
+        [[0.5, math.nan], [math.nan, 0.2]],
+        index=pd.Index(["a", "b"], name="dataset"),
+        columns=["e3m1/e6m7", "e4m3/e7m9"],
     )
+    finished = {"a|e3m1/e6m7|quick", "b|e4m3/e7m9|quick", "a|e4m3/e7m9|quick"}
     for uri in (server.uri, postgres.uri):
         error, memory = load_matrices("cells", tracking_uri=uri)
         pd.testing.assert_frame_equal(error, expected)
         assert memory.at["b", "e4m3/e7m9"] == 20.0
-        assert finished_cells("cells", tracking_uri=uri) == {"a|e3m1/e6m7|quick", "b|e4m3/e7m9|quick", "a|e4m3/e7m9|quick"}
+        assert finished_cells("cells", tracking_uri=uri) == finished
     served, direct = connect(server.uri), connect(postgres.uri, create=False)
     experiment_id = get_or_create_experiment("cells", create=False, client=served)
     over_http = read_cells(served, experiment_id, reader="search").sort_values("run_id", ignore_index=True)
@@ -310,7 +313,7 @@ def test_the_cli_on_an_unreachable_postgres_fails_within_seconds(tmp_path):
     command = [sys.executable, "-c", "import sys; from peppp.cli import main; sys.exit(main(sys.argv[1:]))",
                "matrix", "--experiment", "x", "--out", str(tmp_path), "--tracking-uri", uri]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail("peppp matrix on an unreachable PostgreSQL was still running after 30 s")
     assert done.returncode == 2 and "cannot open the tracking store" in done.stderr
