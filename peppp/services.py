@@ -253,7 +253,8 @@ def start_postgres(
     A new cluster is made (`initdb`, superuser `peppp`, trust authentication on loopback only) when
     `data_dir` holds none; an existing one is started as it is. As root the server runs as the Debian
     `postgres` user. `durable=False` turns off fsync for throwaway test databases. The service's `uri`
-    is the SQLAlchemy URI `postgresql://peppp@127.0.0.1:<port>/<database>` (MLflow's psycopg2 driver).
+    is `postgresql://peppp@127.0.0.1:<port>/<database>`, which MLflow (SQLAlchemy 2.1) opens with the
+    psycopg 3 driver. The log is `data_dir/postgres.log`.
     """
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
         raise PepppError(f"database name {database!r} must be lower-case letters, digits and '_'")
@@ -269,13 +270,10 @@ def start_postgres(
     if not (data_dir / "PG_VERSION").exists():
         _initdb(bin_dir, data_dir, user)
     log_path = data_dir / "postgres.log"
-    if user is not None and not log_path.exists():
-        log_path.touch()
     settings = {
         "listen_addresses": LOOPBACK,
         "port": str(port),
         "unix_socket_directories": "",  # TCP on loopback only: no socket file in a shared folder
-        "max_connections": "50",
     }
     if not durable:
         settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
