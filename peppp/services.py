@@ -258,9 +258,9 @@ def start_postgres(
     """
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
         raise PepppError(f"database name {database!r} must be lower-case letters, digits and '_'")
+    port = free_port() if port is None else _check_port(port)
     bin_dir = postgres_bin_dir()
     data_dir = Path(data_dir).resolve()
-    port = free_port() if port is None else _check_port(port)
     user = _postgres_user()
     data_dir.mkdir(parents=True, exist_ok=True)
     if user is not None:
