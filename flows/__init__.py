@@ -24,7 +24,7 @@ _FLOWS = {
     "register_frontier_flow": "flows.register_frontier",
     "demo": "flows.demo",
 }
-__all__ = [*_FLOWS, "check_prefect_api", "prepare_cli_environment"]
+__all__ = ["active_search", "check_prefect_api", "demo", "meta_train", "prepare_cli_environment", "register_frontier_flow"]
 
 
 def __getattr__(name: str):

@@ -52,7 +52,7 @@ def canonical_dataset(dataset: str) -> str:
     return str(parse_dataset(dataset))
 
 
-def cell_key(spec: "CellSpec", recipe: str) -> str:
+def cell_key(spec: CellSpec, recipe: str) -> str:
     """The store's key of the cell a spec trains."""
     from peppp.cells import CellKey
 
@@ -125,7 +125,7 @@ def train_and_log(
         spec = futures[future]
         try:
             result = future.result()
-        except Exception as exc:  # retries are spent: the failure is recorded, the sweep goes on
+        except Exception as exc:  # noqa: BLE001 - retries are spent: the failure is recorded, the sweep goes on
             text = str(exc).strip().splitlines()
             result = failed_result(spec, recipe, f"{type(exc).__name__}: {text[0] if text else ''}")
         run_id = log_cell_task(experiment, result, role=role, parent_run_id=parent_run_id, tracking_uri=tracking_uri)

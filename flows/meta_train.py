@@ -67,7 +67,7 @@ def meta_train(
     datasets: list[str],
     configs: list[str],
     recipe: str = "cpu",
-    seeds: list[int] = [0],  # noqa: B006 - Prefect needs a JSON default to show in the UI
+    seeds: list[int] = [0],
     tracking_uri: str | None = None,
     progress: bool = False,
 ) -> SweepSummary:
@@ -76,7 +76,7 @@ def meta_train(
     One parent run (kind `sweep`) per call with a child run (role `meta`) per cell. Trainings that
     raise are retried, then logged as failed; diverged cells are logged as such; the sweep goes on.
     """
-    from peppp.tracking import resolve_tracking_uri, start_parent_run, end_run
+    from peppp.tracking import end_run, resolve_tracking_uri, start_parent_run
     from peppp.training.recipes import get_recipe
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -85,9 +85,10 @@ def meta_train(
     recovered = recover_orphans(experiment, tracking_uri=uri)
     done = finished_seeds(experiment, role="meta", tracking_uri=uri)
     todo = [s for s in specs if s.seed not in done.get(cell_key(s, recipe), ())]
-    summary = dict(
-        experiment=experiment, tracking_uri=uri, planned=len(specs), skipped=len(specs) - len(todo), recovered=recovered
-    )
+    summary = {
+        "experiment": experiment, "tracking_uri": uri, "planned": len(specs), "skipped": len(specs) - len(todo),
+        "recovered": recovered,
+    }
     if not todo:
         return SweepSummary(trained=0, **summary)
     parent = start_parent_run(

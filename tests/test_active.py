@@ -230,7 +230,7 @@ def test_embed_a_full_and_a_partly_observed_matrix():
     assert np.all(np.isfinite(completed.completed))
     np.testing.assert_allclose(completed.completed[observed], holes[observed])
     assert completed.embeddings.shape == (K, M)
-    assert embed_meta_matrix(E, rank=M if M <= 8 else 8).embeddings.shape[0] == 8
+    assert embed_meta_matrix(E, rank=min(M, 8)).embeddings.shape[0] == 8
 
 
 def test_embed_rejects_bad_matrices():

@@ -1,0 +1,84 @@
+"""Re-estimation: rebuild a dataset's frontier from the store (the meta-matrix as it is now and the
+dataset's probe runs), compute it and register it as a new version. Trains nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow
+
+from flows._cells import recover_orphans
+from flows.active_search import TAG_DATASET, TAG_METHOD, finish, observe_probes, prepare_search
+from peppp.errors import PepppError
+
+
+@dataclass(frozen=True)
+class RegisterSummary:
+    """The re-estimated frontier and where it was registered."""
+
+    dataset: str
+    meta_experiment: str
+    tracking_uri: str
+    measured: tuple[str, ...]
+    meta_datasets: int
+    frontier: object  # peppp.frontier.Frontier
+    registered: tuple[str, int]
+
+
+def search_method(meta_experiment: str, dataset: str, *, tracking_uri: str) -> str:
+    """The design method the dataset's search rounds used (from their parent runs); '' if unknown or mixed."""
+    from mlflow.entities import ViewType
+
+    from peppp.tracking import connect, get_or_create_experiment
+
+    client = connect(tracking_uri, create=False)
+    experiment_id = get_or_create_experiment(meta_experiment, create=False, client=client)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`peppp.kind` = 'round' and tags.`{TAG_DATASET}` = '{dataset}'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1000,
+    )
+    methods = {r.data.tags.get(TAG_METHOD, "") for r in runs}
+    return methods.pop() if len(methods) == 1 else ""
+
+
+@flow(name="register-frontier")
+def register_frontier_flow(
+    dataset: str,
+    meta_experiment: str,
+    rank: int = 5,
+    recipe: str | None = None,
+    tracking_uri: str | None = None,
+) -> RegisterSummary:
+    """Rebuild, complete and embed the meta-matrix, fit the dataset's probe measurements, register."""
+    from peppp.active import ActiveSearch
+    from peppp.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    recover_orphans(meta_experiment, tracking_uri=uri)
+    setup = prepare_search(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=uri)
+    if setup.probes.empty:
+        raise PepppError(
+            f"{meta_experiment!r} has no finished probe runs of {setup.dataset}; "
+            f"run `peppp search --dataset {setup.dataset} --meta-experiment {meta_experiment}` first"
+        )
+    search = ActiveSearch(
+        setup.configs,
+        setup.meta.embeddings,
+        setup.memory_mb,
+        n=max(1, setup.probes["config"].nunique()),
+        noise_std=setup.meta.noise_std,
+    )
+    observe_probes(search, setup)
+    method = search_method(meta_experiment, setup.dataset, tracking_uri=uri)
+    frontier, registered = finish(search, setup, meta_experiment, method=method, register=True, tracking_uri=uri)
+    return RegisterSummary(
+        dataset=setup.dataset,
+        meta_experiment=meta_experiment,
+        tracking_uri=uri,
+        measured=tuple(setup.configs[i] for i in search.measured),
+        meta_datasets=len(setup.meta_datasets),
+        frontier=frontier,
+        registered=registered,
+    )
