@@ -29,7 +29,7 @@ from peppp.tracking.runs import (
     TAG_STATUS,
     sql_store,
 )
-from peppp.tracking.store import connect, get_or_create_experiment
+from peppp.tracking.store import connect, get_or_create_experiment, store_errors
 
 # One row per active cell run of an experiment (parent runs and deleted runs never appear).
 CELL_COLUMNS = (
@@ -78,10 +78,11 @@ def read_cells(
     store = sql_store(client) if reader != "search" else None
     if reader == "sql" and store is None:
         raise PepppError(f"the sql reader needs a SQL tracking store, not {client.tracking_uri}")
-    if store is not None:
-        cells = _cells_via_sql(store, experiment_id)
-    else:
-        cells = _cells_via_search(client, experiment_id, role)
+    with store_errors(f"cannot read the runs of experiment {experiment_id} from {client.tracking_uri}"):
+        if store is not None:
+            cells = _cells_via_sql(store, experiment_id)
+        else:
+            cells = _cells_via_search(client, experiment_id, role)
     if role is not None:
         cells = cells[cells["role"] == role].reset_index(drop=True)
     return cells
@@ -108,7 +109,12 @@ def _cells_via_sql(store, experiment_id: str) -> pd.DataFrame:
     query = (
         select(*columns)
         .select_from(joined)
-        .where(runs.c.experiment_id == int(experiment_id), runs.c.lifecycle_stage == "active")
+        .where(
+            runs.c.experiment_id == int(experiment_id),
+            runs.c.lifecycle_stage == "active",
+            # A run still RUNNING was cut off while it was being logged: it is no cell (yet).
+            runs.c.status.in_(("FINISHED", "FAILED")),
+        )
     )
     with store.ManagedSessionMaker() as session:
         rows = session.execute(query).all()
@@ -132,6 +138,8 @@ def _cells_via_search(client: MlflowClient, experiment_id: str, role: str | None
             page_token=token,
         )
         for run in page:
+            if run.info.status not in ("FINISHED", "FAILED"):
+                continue  # cut off while it was being logged: no cell (yet)
             tags, metrics = run.data.tags, run.data.metrics
             if any(tags.get(key) is None for label, key in _TAG_COLUMNS if label in _REQUIRED_TAGS):
                 continue

@@ -119,11 +119,14 @@ def _entities(record: _RunRecord) -> tuple[list[Metric], list[Param], list[RunTa
 
 
 def _write_one(client: MlflowClient, experiment_id: str, record: _RunRecord) -> str:
-    run = client.create_run(experiment_id, start_time=record.start_ms, tags=record.tags, run_name=record.name)
+    # The run is created bare (name and parent only); the peppp tags that make it a cell arrive in the
+    # same request as its metrics, so a run cut off in between is never mistaken for a finished cell.
+    structural = {k: v for k, v in record.tags.items() if k == TAG_PARENT}
+    run = client.create_run(experiment_id, start_time=record.start_ms, tags=structural, run_name=record.name)
     run_id = run.info.run_id
-    metrics, params, _ = _entities(record)
+    metrics, params, tags = _entities(record)
     try:
-        client.log_batch(run_id, metrics=metrics, params=params)
+        client.log_batch(run_id, metrics=metrics, params=params, tags=[t for t in tags if t.key not in structural])
         # Straight to the store: the client's set_terminated would fetch the run again and, on a
         # server, print its URL, once per cell.
         _store(client).update_run_info(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import urllib.error
 import urllib.request
@@ -63,6 +65,8 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
         _check_http(uri, timeout_s=timeout_s)
     elif scheme == "sqlite":
         _check_sqlite(uri, create=create)
+    elif scheme in DATABASE_SCHEMES:
+        _check_database(uri, timeout_s=timeout_s)
     try:
         return MlflowClient(tracking_uri=uri)
     except Exception as exc:  # MLflow, SQLAlchemy and database drivers share no narrower base
@@ -80,6 +84,31 @@ def _check_http(uri: str, *, timeout_s: float) -> None:
         raise PepppError(
             f"tracking server {uri} is unreachable ({reason}); start it or set MLFLOW_TRACKING_URI"
         ) from exc
+
+
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def _check_database(uri: str, *, timeout_s: float) -> None:
+    """A database server must accept a TCP connection quickly (MLflow would retry for ~100 s)."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(uri)
+    except Exception as exc:  # SQLAlchemy's ArgumentError and friends
+        raise PepppError(f"tracking store URI {uri!r} is not a valid database URL: {first_line(exc)}") from None
+    if not url.host:
+        return  # a local socket: let the driver speak
+    port = url.port or _DEFAULT_PORTS[uri_scheme(uri)]
+    try:
+        socket.create_connection((url.host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise PepppError(
+            f"tracking database {url.host}:{port} is unreachable ({exc.strerror or exc}); start it or set MLFLOW_TRACKING_URI"
+        ) from None
 
 
 def _check_sqlite(uri: str, *, create: bool) -> None:
@@ -110,6 +139,21 @@ def default_artifact_location(uri: str) -> str | None:
     return (path.resolve().parent / ARTIFACTS_DIR).as_uri()
 
 
+@contextlib.contextmanager
+def store_errors(what: str):
+    """Turn the store's own failures (a database or server gone mid-process) into one-line PepppErrors."""
+    try:
+        yield
+    except PepppError:
+        raise
+    except MlflowException as exc:
+        raise PepppError(f"{what}: {first_line(exc)}") from exc
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "psycopg2", "sqlite3"):
+            raise PepppError(f"{what}: {first_line(exc)}") from exc
+        raise
+
+
 def get_or_create_experiment(
     name: str, *, create: bool = True, tracking_uri: str | None = None, client: MlflowClient | None = None
 ) -> str:
@@ -117,7 +161,8 @@ def get_or_create_experiment(
     if not isinstance(name, str) or not name.strip():
         raise PepppError(f"experiment name {name!r} is empty; give a non-empty name")
     client = client or connect(tracking_uri, create=create)
-    experiment = client.get_experiment_by_name(name)
+    with store_errors(f"cannot look up experiment {name!r} in {client.tracking_uri}"):
+        experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage != "active":
             raise PepppError(

@@ -248,12 +248,6 @@ def test_a_cell_whose_server_dies_mid_request_is_one_pepppError(died_mid_request
     assert re.fullmatch(r"cannot log cell lost\|e4m3/e7m9\|quick: API request to \S+ failed .*", str(died_mid_request))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in peppp.tracking.runs._write_one: the run is created with peppp.status=ok before its metrics; "
-    "when the server dies in between, the clean-up delete fails too, and the RUNNING run without metrics "
-    "counts as a finished cell (finished_cells) and as an empty row in the matrix",
-)
 def test_a_cell_whose_server_dies_mid_request_does_not_count(died_mid_request, server):
     assert "lost|e4m3/e7m9|quick" not in finished_cells("mid-request", tracking_uri=server.uri)
     assert list(load_cells("mid-request", tracking_uri=server.uri)["dataset"]) == ["kept"]
@@ -290,24 +284,11 @@ def stopped_postgres(service_folder):
     return pg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MlflowException,
-    reason="bug: with the database gone after the client's store was made, load_matrices lets MLflow's "
-    "MlflowException (psycopg OperationalError) through instead of a PepppError",
-)
 def test_reading_from_a_postgres_that_went_away_is_one_pepppError(stopped_postgres):
     with pytest.raises(PepppError):
         load_matrices("gone", tracking_uri=stopped_postgres.uri)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="bug: connect() checks http and sqlite stores quickly but not databases; on an unreachable "
-    "PostgreSQL, MLflow retries creating its engine for about 100 s (with a traceback per try) before "
-    "the PepppError",
-)
 def test_the_cli_on_an_unreachable_postgres_fails_within_seconds(tmp_path):
     uri = f"postgresql://peppp@127.0.0.1:{free_port()}/mlflow"
     command = [sys.executable, "-c", "import sys; from peppp.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -316,4 +297,4 @@ def test_the_cli_on_an_unreachable_postgres_fails_within_seconds(tmp_path):
         done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail("peppp matrix on an unreachable PostgreSQL was still running after 30 s")
-    assert done.returncode == 2 and "cannot open the tracking store" in done.stderr
+    assert done.returncode == 2 and "is unreachable" in done.stderr, done.stderr
