@@ -7,6 +7,7 @@ Resumable: the dataset's probe runs already in the store are observed first and 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,9 @@ from flows._cells import (
     recover_orphans,
     train_and_log,
 )
+from peppp.active import MetaModel
 from peppp.errors import PepppError
+from peppp.frontier import Frontier
 
 TAG_DATASET = "peppp.dataset"
 TAG_METHOD = "peppp.method"
@@ -40,7 +43,7 @@ class SearchSetup:
     configs: tuple[str, ...]
     meta_datasets: tuple[str, ...]
     memory_mb: np.ndarray
-    meta: object  # peppp.active.MetaModel
+    meta: MetaModel
     probes: pd.DataFrame  # the dataset's finished probe cells (ok or diverged)
 
 
@@ -56,7 +59,7 @@ class SearchSummary:
     reused: int
     failed: tuple[str, ...]
     spent_mb: float
-    frontier: object  # peppp.frontier.Frontier
+    frontier: Frontier
     round_run_ids: tuple[str, ...] = ()
     registered: tuple[str, int] | None = None
 
@@ -137,7 +140,7 @@ def _log_round_metrics(run_id: str, search, *, tracking_uri: str) -> None:
 
     from peppp.tracking import connect
 
-    now = int(pd.Timestamp.now("UTC").timestamp() * 1000)
+    now = int(time.time() * 1000)
     values = {
         "n_measured": float(len(search.measured)),
         "spent_mb": search.spent_mb,

@@ -10,6 +10,7 @@ from prefect import flow
 
 from flows.active_search import SearchSummary, active_search
 from flows.meta_train import SweepSummary, meta_train
+from peppp.frontier import Recommendation
 
 DEMO_EXPERIMENT = "peppp-demo"
 # Offline tasks from `list_tasks()` small enough for about a second per cell on one core.
@@ -45,16 +46,16 @@ class DemoSummary:
     sweep: SweepSummary
     search: SearchSummary
     budget_mb: float
-    recommendation: object  # peppp.frontier.Recommendation
+    recommendation: Recommendation
     seconds: float
 
 
 @flow(name="demo")
 def demo(
     experiment: str = DEMO_EXPERIMENT,
-    meta_datasets: list[str] = list(DEMO_META_TASKS),
+    meta_datasets: list[str] = list(DEMO_META_TASKS),  # noqa: B006 - Prefect shows JSON defaults
     held_out: str = DEMO_HELD_OUT,
-    configs: list[str] = list(DEMO_CONFIGS),
+    configs: list[str] = list(DEMO_CONFIGS),  # noqa: B006
     recipe: str = "cpu",
     n: int = DEMO_N,
     rank: int = DEMO_RANK,

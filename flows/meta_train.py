@@ -67,7 +67,7 @@ def meta_train(
     datasets: list[str],
     configs: list[str],
     recipe: str = "cpu",
-    seeds: list[int] = [0],
+    seeds: list[int] = [0],  # noqa: B006 - Prefect shows JSON defaults
     tracking_uri: str | None = None,
     progress: bool = False,
 ) -> SweepSummary:

@@ -10,6 +10,7 @@ from prefect import flow
 from flows._cells import recover_orphans
 from flows.active_search import TAG_DATASET, TAG_METHOD, finish, observe_probes, prepare_search
 from peppp.errors import PepppError
+from peppp.frontier import Frontier
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class RegisterSummary:
     tracking_uri: str
     measured: tuple[str, ...]
     meta_datasets: int
-    frontier: object  # peppp.frontier.Frontier
+    frontier: Frontier
     registered: tuple[str, int]
 
 
