@@ -18,3 +18,6 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "pepp
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# Prefect: quiet logs (and no "Logging error" at interpreter exit from its handlers).
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
