@@ -24,6 +24,8 @@ from peppp.training.recipes import get_recipe
 TAG_PROCESS = "peppp.process"
 TRAIN_RETRIES = 2
 TRAIN_RETRY_DELAY_S = 2.0
+# Long enough for any one cell; a crashed sweep's claims are freed sooner by `free_dead_claims`.
+CLAIM_TTL_S = 6 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,23 @@ def failed_result(spec: CellSpec, recipe: str, message: str) -> CellResult:
     )
 
 
+@dataclass(frozen=True)
+class CellClaim:
+    """Train a cell only under its claim (see peppp.tracking.claims): the store, the owner (a sweep's
+    parent run id) and how long the claim lasts."""
+
+    experiment: str
+    role: str
+    owner: str
+    tracking_uri: str
+    ttl_s: float = CLAIM_TTL_S
+
+
+def claim_key(spec: CellSpec, recipe: str, role: str) -> str:
+    """The claim's key of one training: role, cell key and seed."""
+    return f"{role}/{cell_key(spec, recipe)}/seed={spec.seed}"
+
+
 @task(
     name="train-cell",
     task_run_name="train {spec.dataset} {spec.config} seed {spec.seed}",
@@ -84,16 +103,53 @@ def failed_result(spec: CellSpec, recipe: str, message: str) -> CellResult:
     retry_delay_seconds=TRAIN_RETRY_DELAY_S,
     cache_policy=NO_CACHE,
 )
-def train_cell_task(spec: CellSpec, recipe: str) -> CellResult:
+def train_cell_task(spec: CellSpec, recipe: str, claim: CellClaim | None = None) -> CellResult | None:
     """Train one cell on one thread. Bad input (PepppError) fails at once, recorded and not retried;
-    any other exception is taken as transient and retried, then recorded as failed by the caller."""
+    any other exception is taken as transient and retried, then recorded as failed by the caller.
+
+    With a `claim`, None when another sweep holds the cell or has already logged it: nothing trained.
+    """
     from peppp.training.engine import train_cell
 
+    if claim is not None and not _take_claim(spec, recipe, claim):
+        return None
     try:
         # One thread per cell, one cell per core: more threads per cell only contend.
         return train_cell(canonical_dataset(spec.dataset), spec.config, recipe=recipe, seed=spec.seed, threads=1)
     except PepppError as exc:
         return failed_result(spec, recipe, str(exc))
+
+
+def _take_claim(spec: CellSpec, recipe: str, claim: CellClaim) -> bool:
+    from peppp.tracking import claim_cell, release_claim
+
+    key = claim_key(spec, recipe, claim.role)
+    if not claim_cell(claim.experiment, key, owner=claim.owner, ttl_s=claim.ttl_s, tracking_uri=claim.tracking_uri):
+        return False
+    # Another sweep may have logged the cell and released its claim since this sweep planned it.
+    if spec.seed in _seeds_logged(claim.experiment, cell_key(spec, recipe), role=claim.role, tracking_uri=claim.tracking_uri):
+        release_claim(claim.experiment, key, owner=claim.owner, tracking_uri=claim.tracking_uri)
+        return False
+    return True
+
+
+def _seeds_logged(experiment: str, key: str, *, role: str, tracking_uri: str) -> set[int]:
+    from mlflow.entities import ViewType
+
+    from peppp.tracking import connect
+    from peppp.tracking.runs import TAG_CELL_KEY, TAG_ROLE, TAG_STATUS
+
+    client = connect(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return set()
+    quoted = key.replace("'", "\\'")
+    runs = _search_all(
+        client, found.experiment_id,
+        f"attributes.status = 'FINISHED' and tags.`{TAG_ROLE}` = '{role}' and tags.`{TAG_CELL_KEY}` = '{quoted}'",
+        ViewType.ACTIVE_ONLY,
+    )
+    return {int(r.data.params.get("seed", "0")) for r in runs if r.data.tags.get(TAG_STATUS) in ("ok", "diverged")}
 
 
 @task(name="log-cell", retries=3, retry_delay_seconds=1.0, cache_policy=NO_CACHE)
@@ -114,13 +170,17 @@ def train_and_log(
     parent_run_id: str,
     tracking_uri: str,
     progress: Callable[[LoggedCell], None] | None = None,
+    claims: bool = False,
 ) -> Iterator[LoggedCell]:
     """Submit every training to the flow's task runner and log each cell as soon as it is trained.
 
     Yields cells in the order they finish. Logging happens here, one cell at a time, so a sqlite store
     sees one writer; a cell is in the store only once its run is complete (see `recover_orphans`).
+    With `claims`, each training first takes its cell's claim (owner: `parent_run_id`) and a cell that
+    another sweep holds or has logged is skipped (not yielded); the claim is released once logged.
     """
-    futures = {train_cell_task.submit(spec, recipe): spec for spec in specs}
+    claim = CellClaim(experiment, role, parent_run_id, tracking_uri) if claims else None
+    futures = {train_cell_task.submit(spec, recipe, claim): spec for spec in specs}
     for future in as_completed(list(futures)):
         spec = futures[future]
         try:
@@ -128,11 +188,38 @@ def train_and_log(
         except Exception as exc:  # noqa: BLE001 - retries are spent: the failure is recorded, the sweep goes on
             text = str(exc).strip().splitlines()
             result = failed_result(spec, recipe, f"{type(exc).__name__}: {text[0] if text else ''}")
+        if result is None:
+            continue
         run_id = log_cell_task(experiment, result, role=role, parent_run_id=parent_run_id, tracking_uri=tracking_uri)
+        if claim is not None:
+            from peppp.tracking import release_claim
+
+            release_claim(experiment, claim_key(spec, recipe, role), owner=parent_run_id, tracking_uri=tracking_uri)
         cell = LoggedCell(spec=spec, result=result, run_id=run_id)
         if progress is not None:
             progress(cell)
         yield cell
+
+
+def free_dead_claims(experiment: str, *, tracking_uri: str) -> int:
+    """Release claims whose owner (a sweep's parent run) is no longer RUNNING, e.g. closed as KILLED by
+    `recover_orphans`; returns how many. Call after `recover_orphans`."""
+    from mlflow.exceptions import MlflowException
+
+    from peppp.tracking import connect, list_claims, release_claim
+
+    client = connect(tracking_uri)
+    freed = 0
+    status: dict[str, str] = {}
+    for claim in list_claims(experiment, tracking_uri=tracking_uri):
+        if claim.owner not in status:
+            try:
+                status[claim.owner] = client.get_run(claim.owner).info.status
+            except MlflowException:
+                status[claim.owner] = "GONE"
+        if status[claim.owner] != "RUNNING":
+            freed += release_claim(experiment, claim.cell_key, owner=claim.owner, tracking_uri=tracking_uri)
+    return freed
 
 
 # ----------------------------------------------------------------------------------------------------

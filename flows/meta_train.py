@@ -18,6 +18,7 @@ from flows._cells import (
     cell_key,
     describe,
     finished_seeds,
+    free_dead_claims,
     process_tag,
     progress_bar,
     recover_orphans,
@@ -75,6 +76,8 @@ def meta_train(
 
     One parent run (kind `sweep`) per call with a child run (role `meta`) per cell. Trainings that
     raise are retried, then logged as failed; diverged cells are logged as such; the sweep goes on.
+    Each training first claims its cell, so sweeps started at once over one store train each cell once.
+    The task runner is chosen by the caller: `meta_train.with_options(task_runner=flows._runner.task_runner(...))`.
     """
     from peppp.tracking import end_run, resolve_tracking_uri, start_parent_run
     from peppp.training.recipes import get_recipe
@@ -83,6 +86,7 @@ def meta_train(
     recipe_name = get_recipe(recipe).name
     specs = plan_cells(datasets, configs, seeds)
     recovered = recover_orphans(experiment, tracking_uri=uri)
+    free_dead_claims(experiment, tracking_uri=uri)
     done = finished_seeds(experiment, role="meta", tracking_uri=uri)
     todo = [s for s in specs if s.seed not in done.get(cell_key(s, recipe), ())]
     summary = {
@@ -99,12 +103,15 @@ def meta_train(
         tracking_uri=uri,
     )
     failed, diverged, run_ids = [], [], []
+    trained = 0
     status = "FAILED"
     bar = progress_bar(len(todo), desc="meta-train", enabled=progress)
     try:
         for cell in train_and_log(
-            todo, recipe=recipe, experiment=experiment, role="meta", parent_run_id=parent, tracking_uri=uri
+            todo, recipe=recipe, experiment=experiment, role="meta", parent_run_id=parent, tracking_uri=uri,
+            claims=True,
         ):
+            trained += 1
             run_ids.append(cell.run_id)
             if cell.result.status == "failed":
                 failed.append(str(cell.result.key))
@@ -119,7 +126,9 @@ def meta_train(
     finally:
         bar.close()
         end_run(parent, status=status, tracking_uri=uri)
+    # Cells another sweep held or logged meanwhile count as skipped.
+    summary["skipped"] += len(todo) - trained
     return SweepSummary(
-        trained=len(todo), failed=tuple(failed), diverged=tuple(diverged), parent_run_id=parent,
+        trained=trained, failed=tuple(failed), diverged=tuple(diverged), parent_run_id=parent,
         run_ids=tuple(run_ids), **summary,
     )

@@ -46,7 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--recipe", default="cpu", help="training recipe preset: paper, cpu (default) or tiny")
     parser.add_argument("--seeds", type=_int_list, default=[0], metavar="S,S,...", help="seeds (default 0)")
-    parser.add_argument("--workers", type=int, default=2, help="cells trained at once (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="cells trained at once on local threads (default 2)")
+    dask = parser.add_mutually_exclusive_group()
+    dask.add_argument(
+        "--dask-address", default=None, metavar="ADDRESS",
+        help="train on a running Dask scheduler, e.g. tcp://127.0.0.1:8786 (default: $PEPPP_DASK_ADDRESS, else threads)",
+    )
+    dask.add_argument(
+        "--dask-local", type=int, default=None, metavar="N",
+        help="train on a local Dask cluster of N one-thread worker processes on 127.0.0.1",
+    )
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -71,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise PepppError(f"--workers {args.workers} must be a positive integer")
+    if args.dask_local is not None and args.dask_local < 1:
+        raise PepppError(f"--dask-local {args.dask_local} must be a positive number of worker processes")
     prepare_cli_environment()
     from peppp.formats import parse_grid
     from peppp.tracking import connect
@@ -80,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
     connect(args.tracking_uri)  # an unreachable store fails here, in one line, before any training
     check_prefect_api()
 
-    from prefect.task_runners import ThreadPoolTaskRunner
-
+    from flows._runner import task_runner
     from flows.meta_train import meta_train
 
-    flow = meta_train.with_options(task_runner=ThreadPoolTaskRunner(max_workers=args.workers))
+    runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=args.workers)
+    flow = meta_train.with_options(task_runner=runner)
     summary = flow(
         experiment=args.experiment,
         datasets=datasets,

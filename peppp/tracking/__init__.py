@@ -6,9 +6,11 @@ run per trained cell. The error and memory matrices are always rebuilt from the 
 - `store`: which store (`resolve_tracking_uri`, `connect`) and experiments by name.
 - `runs`: logging cells (`log_cell`, `log_cells_batch`) and parent runs.
 - `matrix`: cells and matrices back out (`load_cells`, `load_matrices`, `finished_cells`).
+- `claims`: one trainer per cell across concurrent sweeps (`claim_cell`, `release_claim`, `list_claims`).
 - `transfer`: CSV meta-datasets in and out (`import_matrix`, `export_matrix`).
 """
 
+from peppp.tracking.claims import Claim, claim_cell, list_claims, release_claim
 from peppp.tracking.matrix import config_sort_key, finished_cells, load_cells, load_matrices, matrices_from_cells
 from peppp.tracking.runs import (
     ROLES,
@@ -25,6 +27,10 @@ from peppp.tracking.transfer import ExportedMatrix, export_matrix, import_matrix
 
 __all__ = [
     "ROLES",
+    "Claim",
+    "claim_cell",
+    "list_claims",
+    "release_claim",
     "ExportedMatrix",
     "cell_run_name",
     "config_sort_key",

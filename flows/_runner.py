@@ -1,0 +1,58 @@
+"""Where a flow's tasks run: local threads (the default), a running Dask scheduler, or a local Dask
+cluster of single-threaded worker processes."""
+
+from __future__ import annotations
+
+import os
+
+from peppp.errors import PepppError
+
+DASK_ADDRESS_ENV = "PEPPP_DASK_ADDRESS"
+DEFAULT_THREADS = 2
+LOOPBACK = "127.0.0.1"
+DASK_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://")
+# A cell trains on one torch thread; more per worker process only contend for the cores.
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def task_runner(
+    *, dask_address: str | None = None, local_workers: int | None = None, threads: int = DEFAULT_THREADS
+):
+    """The task runner for a flow: `local_workers` -> a `LocalCluster` of that many one-thread worker
+    processes on 127.0.0.1; else `dask_address` (or $PEPPP_DASK_ADDRESS) -> that scheduler; else a
+    pool of `threads` threads in this process."""
+    if local_workers is not None and dask_address:
+        raise PepppError("give either a Dask scheduler address or a number of local Dask workers, not both")
+    if local_workers is not None or dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip():
+        # Dask reads its logging configuration at import; its INFO lines would bury the progress bar.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    if local_workers is not None:
+        if isinstance(local_workers, bool) or not isinstance(local_workers, int) or local_workers < 1:
+            raise PepppError(f"local Dask workers {local_workers!r} must be a positive integer")
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={
+                "n_workers": local_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "host": LOOPBACK,
+                "dashboard_address": None,
+                "env": dict(ONE_THREAD_ENV),
+            },
+        )
+    address = dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip() or None
+    if address is not None:
+        if not address.startswith(DASK_SCHEMES):
+            raise PepppError(
+                f"Dask scheduler address {address!r} must start with {', '.join(DASK_SCHEMES)} (e.g. tcp://127.0.0.1:8786)"
+            )
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=address)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise PepppError(f"threads {threads!r} must be a positive integer")
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=threads)
