@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dask_local is not None and args.dask_local < 1:
         raise PepppError(f"--dask-local {args.dask_local} must be a positive number of worker processes")
     prepare_cli_environment()
+    from flows._runner import task_runner
+
+    runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=args.workers)
     from peppp.formats import parse_grid
     from peppp.tracking import connect
 
@@ -91,10 +94,8 @@ def run(args: argparse.Namespace) -> int:
     connect(args.tracking_uri)  # an unreachable store fails here, in one line, before any training
     check_prefect_api()
 
-    from flows._runner import task_runner
     from flows.meta_train import meta_train
 
-    runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=args.workers)
     flow = meta_train.with_options(task_runner=runner)
     summary = flow(
         experiment=args.experiment,
