@@ -188,6 +188,7 @@ def active_search(
         budget_mb=budget_mb,
         seed=seed,
         noise_std=setup.meta.noise_std,
+        meta_error=setup.meta.completed,
     )
     reused = observe_probes(search, setup)
     failed: list[str] = []

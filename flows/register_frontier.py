@@ -70,6 +70,7 @@ def register_frontier_flow(
         setup.memory_mb,
         n=max(1, setup.probes["config"].nunique()),
         noise_std=setup.meta.noise_std,
+        meta_error=setup.meta.completed,
     )
     observe_probes(search, setup)
     method = search_method(meta_experiment, setup.dataset, tracking_uri=uri)

@@ -84,7 +84,10 @@ class ActiveSearch:
     Stopping: `n` measurements, or no candidate left: candidates are the configurations within the
     memory cap `cap_mb` whose memory still fits in what is left of `budget_mb` (the total memory of all
     measurements, as in OBOE's cost-aware design), and that were neither measured nor failed.
-    The design `method` (a `peppp.design` name) picks among the candidates.
+    A design `method` (a `peppp.design` name such as `ed`, the paper's) picks among the candidates
+    and the row is fitted by least squares on the embeddings; any other `peppp.methods` name (an
+    adaptive method) is fitted on `meta_error`, the completed meta-training matrix, and proposes and
+    estimates through its own session.
     """
 
     def __init__(
@@ -99,8 +102,10 @@ class ActiveSearch:
         budget_mb: float | None = None,
         seed: int = 0,
         noise_std: float | None = None,
+        meta_error: np.ndarray | None = None,
     ) -> None:
-        from peppp.design import get_design
+        from peppp.design import DESIGNS, get_design
+        from peppp.methods import METHODS, get_method
 
         self.configs = tuple(str(c) for c in configs)
         m = len(self.configs)
@@ -131,7 +136,6 @@ class ActiveSearch:
         self.budget_mb = None if budget_mb is None else float(budget_mb)
         self.seed = int(seed)
         self.noise_std = None if noise_std is None else float(noise_std)
-        self._design = get_design(method)
         self.within_cap = memory <= self.cap_mb if self.cap_mb is not None else np.ones(m, dtype=bool)
         if not self.within_cap.any():
             cheapest = int(np.argmin(memory))
@@ -139,6 +143,18 @@ class ActiveSearch:
                 f"memory cap {self.cap_mb:g} MB is below every configuration's memory; the cheapest, "
                 f"{self.configs[cheapest]}, needs {memory[cheapest]:.3f} MB"
             )
+        self._session = None
+        if method in DESIGNS:
+            self._design = get_design(method)
+        elif method in METHODS:
+            if meta_error is None:
+                raise PepppError(f"method {method!r} needs the completed meta-training matrix (meta_error)")
+            model = get_method(method, rank=Y.shape[0]).fit(np.asarray(meta_error, dtype=float))
+            self._session = model.session(
+                memory_mb=memory, candidates=self.within_cap, budget_mb=self.budget_mb, seed=self.seed
+            )
+        else:
+            raise PepppError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
         self._errors: dict[int, float] = {}
         self._run_ids: dict[int, tuple[str, ...]] = {}
         self._failed: set[int] = set()
@@ -188,6 +204,11 @@ class ActiveSearch:
             return []
         size = min(int(size), self.n - len(self._errors))
         open_ = self.candidates()
+        if self._session is not None:
+            self._session.candidates &= self.within_cap
+            self._session.candidates[self.failed] = False  # a failed training is not proposed again
+            new = [i for i in self._session.propose(size) if open_[i]]
+            return new
         measured = self.measured
         design = self._design.select(
             self.embeddings,
@@ -214,6 +235,8 @@ class ActiveSearch:
             run_ids = (run_ids,)
         self._failed.discard(index)
         self._errors[index] = float(error)
+        if self._session is not None:
+            self._session.observe(index, float(error))
         self._run_ids[index] = tuple(str(r) for r in run_ids)
 
     def observe_failure(self, index: int) -> None:
@@ -240,6 +263,10 @@ class ActiveSearch:
         """
         if not self._errors:
             raise PepppError("nothing is measured yet; observe at least one configuration before estimating")
+        if self._session is not None:
+            estimate = self._session.estimate()
+            std = np.full(len(self.configs), np.nan) if estimate.std is None else np.minimum(estimate.std, MAX_ERROR_STD)
+            return estimate.predicted, std
         S = np.array(self.measured, dtype=int)
         e = self.measured_errors
         Y = self.embeddings

@@ -188,7 +188,7 @@ def test_estimate_needs_a_measurement(problem):
         ({"n": 0}, "n=0"),
         ({"cap_mb": 0.5}, "memory cap 0.5 MB is below every configuration"),
         ({"budget_mb": -1.0}, "budget_mb=-1.0"),
-        ({"method": "nosuch"}, "unknown design 'nosuch'"),
+        ({"method": "nosuch"}, "unknown method 'nosuch'"),
     ],
 )
 def test_bad_input_is_one_line(problem, change, message):

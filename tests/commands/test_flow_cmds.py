@@ -89,7 +89,7 @@ def test_search_then_register_from_the_command_line(store_uri, capsys):
 
     # Bad input found inside the flow is one line too, without Prefect's traceback.
     for extra, message in (
-        (["--method", "nosuch"], "unknown design 'nosuch'"),
+        (["--method", "nosuch"], "unknown method 'nosuch'"),
         (["--rank", "7"], "rank 7 must be an integer between 1 and 3"),
         (["--n", "0"], "--n 0 must be a positive integer"),
     ):

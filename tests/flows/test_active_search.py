@@ -119,7 +119,7 @@ def test_bad_input_is_a_one_line_error(store_uri):
         ({"dataset": "nosuchset"}, "unknown dataset 'nosuchset'"),
         ({"rank": 4}, "rank 4 must be an integer between 1 and 3"),
         ({"meta_experiment": "empty"}, "no experiment named 'empty'"),
-        ({"method": "nosuch"}, "unknown design 'nosuch'"),
+        ({"method": "nosuch"}, "unknown method 'nosuch'"),
         ({"cap_mb": 0.01}, "below every configuration's memory"),
     ):
         args = {"dataset": HELD_OUT, "meta_experiment": "meta", "n": 2, "rank": 2, **kwargs}
