@@ -192,13 +192,21 @@ def train_and_log(
             continue
         run_id = log_cell_task(experiment, result, role=role, parent_run_id=parent_run_id, tracking_uri=tracking_uri)
         if claim is not None:
-            from peppp.tracking import release_claim
-
-            release_claim(experiment, claim_key(spec, recipe, role), owner=parent_run_id, tracking_uri=tracking_uri)
+            _release_quietly(spec, recipe, claim)
         cell = LoggedCell(spec=spec, result=result, run_id=run_id)
         if progress is not None:
             progress(cell)
         yield cell
+
+
+def _release_quietly(spec: CellSpec, recipe: str, claim: CellClaim) -> None:
+    from peppp.tracking import release_claim
+
+    try:
+        release_claim(claim.experiment, claim_key(spec, recipe, claim.role), owner=claim.owner,
+                      tracking_uri=claim.tracking_uri)
+    except PepppError:
+        pass  # the cell is logged, which is what counts; its claim lapses or is freed when this sweep ends
 
 
 def free_dead_claims(experiment: str, *, tracking_uri: str) -> int:
