@@ -44,6 +44,8 @@ def prepare_cli_environment() -> None:
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The ephemeral server's 20 s start-up limit is too tight on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # The flow and task run loggers report the exception that ended a run, traceback included.
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)

@@ -21,3 +21,5 @@ torch.set_num_threads(1)
 
 # Prefect: quiet logs (and no "Logging error" at interpreter exit from its handlers).
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# The ephemeral Prefect server's 20 s start-up limit is too tight when the 2 cores are busy.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
