@@ -130,13 +130,14 @@ def test_two_sweeps_at_once_train_each_cell_once(sqlite_uri, capsys):
 
 
 def test_a_cell_claimed_by_another_sweep_is_left_to_it(sqlite_uri):
-    from flows._cells import claim_key
+    from flows._cells import TAG_PROCESS, claim_key, process_tag
     from flows.meta_train import meta_train, plan_cells
 
     experiment = f"held-{uuid.uuid4().hex[:8]}"
     held = claim_key(plan_cells(DATASETS[:1], CONFIGS[:1], [0])[0], "tiny", "meta")
-    # The other sweep is alive: its parent run is RUNNING (a closed one's claims are freed at once).
-    elsewhere = start_parent_run(experiment, kind="sweep", tracking_uri=sqlite_uri)
+    # The other sweep is alive: its parent run is RUNNING and names a live process (this one); a crashed
+    # sweep's parent is closed by recover_orphans and its claims are freed at once.
+    elsewhere = start_parent_run(experiment, kind="sweep", tags={TAG_PROCESS: process_tag()}, tracking_uri=sqlite_uri)
     assert claim_cell(experiment, held, owner=elsewhere, tracking_uri=sqlite_uri)
     first = meta_train(experiment, DATASETS[:1], CONFIGS[:2], recipe="tiny", tracking_uri=sqlite_uri)
     assert (first.planned, first.trained, first.skipped) == (2, 1, 1)
