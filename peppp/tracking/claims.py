@@ -20,7 +20,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from peppp.errors import PepppError
-from peppp.tracking.store import HTTP_SCHEMES, connect, first_line, store_errors, uri_scheme
+from peppp.tracking.store import (
+    HTTP_SCHEMES,
+    connect,
+    first_line,
+    store_errors,
+    uri_scheme,
+)
 
 DEFAULT_TTL_S = 6 * 3600.0
 TABLE = "peppp_claims"

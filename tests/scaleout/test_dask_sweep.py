@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from peppp.tracking import claim_cell, list_claims, load_cells, load_matrices, release_claim
+from peppp.tracking import (
+    claim_cell,
+    list_claims,
+    load_cells,
+    load_matrices,
+    release_claim,
+)
 
 pytestmark = pytest.mark.slow  # PostgreSQL, an MLflow server and a Dask cluster: a minute or more
 

@@ -3,6 +3,7 @@ held by another sweep, the MLflow server restarted mid-sweep. Each ends with eve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,14 @@ import uuid
 
 import pytest
 
-from peppp.tracking import claim_cell, list_claims, load_cells, release_claim, start_parent_run
+from peppp.errors import PepppError
+from peppp.tracking import (
+    claim_cell,
+    list_claims,
+    load_cells,
+    release_claim,
+    start_parent_run,
+)
 
 pytestmark = pytest.mark.slow  # real sweeps in subprocesses and on Dask: minutes
 
@@ -43,11 +51,9 @@ def _sweep_command(experiment: str, uri: str, *extra: str) -> list[str]:
 def _wait_for_cells(uri: str, experiment: str, n: int, timeout_s: float = 240.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(PepppError):  # the experiment may not exist yet
             if _all_runs(uri, experiment) >= n:
                 return
-        except Exception:  # noqa: BLE001 - the experiment may not exist yet
-            pass
         time.sleep(0.2)
     raise AssertionError(f"no {n} cells in {experiment} within {timeout_s} s")
 
@@ -159,7 +165,7 @@ def test_server_restart_mid_sweep_keeps_every_cell_once(server, tmp_path, capsys
     _wait_for_cells(server.uri, experiment, 1)
     before = _all_runs(server.uri, experiment)
     server.restart()
-    out, err = sweep.communicate(timeout=400)
+    out, _ = sweep.communicate(timeout=400)
     failed = len(json.loads(out.strip().splitlines()[-1])["failed"]) if sweep.returncode == 0 else None
     outcomes.append(f"exit {sweep.returncode}, {failed} cells failed on the outage")
     if sweep.returncode != 0 or failed:  # a sweep may stop or record failures on the outage; a rerun finishes
