@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from peppp.errors import PepppError
-from peppp.services import Service, postgres_bin_dir, start_mlflow_server, start_postgres
+from peppp.services import (
+    Service,
+    postgres_bin_dir,
+    start_mlflow_server,
+    start_postgres,
+)
 
 
 @pytest.fixture(scope="package")

@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from peppp.cells import CellResult
 from peppp.errors import PepppError
