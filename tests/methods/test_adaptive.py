@@ -1,0 +1,277 @@
+"""The adaptive method: its mixture posterior against dense Gaussian algebra, its knowledge gradient
+against brute-force re-conditioning, the session contract, and (slow) ED beaten on the paper matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import multivariate_normal
+
+from conftest import PAPER_DIR
+from peppp.errors import PepppError
+from peppp.methods import DEFAULT_METHOD, METHODS, get_method
+from peppp.methods.adaptive import (
+    Adaptive,
+    Budgets,
+    RowMixture,
+    knowledge_gradient,
+    rank_one_noise,
+    screening_gain,
+    silverman_scale,
+)
+
+
+def low_rank_matrix(n_rows=30, m=24, k=3, noise=0.02, seed=0):
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((n_rows, k))
+    V = rng.standard_normal((k, m))
+    E = 0.5 + 0.08 * U @ V / np.sqrt(k) + noise * rng.standard_normal((n_rows, m))
+    return np.clip(E, 0.0, 1.0)
+
+
+def small_model(seed=0):
+    E = low_rank_matrix(n_rows=8, m=10, k=2, seed=seed)
+    return RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the model
+
+
+def test_rank_one_noise_recovers_a_product_of_row_and_column_levels():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0.5, 3.0, 12), rng.uniform(0.01, 0.2, 9)
+    residual = np.sqrt(np.outer(a, b)) * rng.choice([-1.0, 1.0], (12, 9))
+    np.testing.assert_allclose(rank_one_noise(residual), np.outer(a, b), rtol=1e-8)
+
+
+def test_silverman_scale_is_the_textbook_rule():
+    # one dimension: (4 / 3n)^(1/5) = 1.06 n^(-1/5)
+    assert silverman_scale(100, 1) == pytest.approx(1.0592 * 100 ** -0.2, rel=1e-3)
+    assert silverman_scale(10_000, 5) < silverman_scale(86, 5) < 1.0
+
+
+def test_each_component_is_a_gaussian_conditioned_exactly():
+    model = small_model()
+    rng = np.random.default_rng(2)
+    S = np.array([3, 7, 1])
+    y = rng.uniform(0.3, 0.7, 3)
+    post = model.condition(S, y)
+    idx = np.arange(model.n_components)
+    means, var = post.component_means(idx), post.component_variances(idx)
+    cols = np.array([0, 5])
+    columns = post.component_columns(idx, cols)
+    free = np.setdiff1d(np.arange(10), S)
+    log_like = []
+    for i in idx:
+        C = model.factor @ model.factor.T + np.diag(model.noise[i])
+        gain = C[np.ix_(free, S)] @ np.linalg.inv(C[np.ix_(S, S)])
+        np.testing.assert_allclose(means[i, free], model.rows[i, free] + gain @ (y - model.rows[i, S]), atol=1e-10)
+        np.testing.assert_allclose(means[i, S], y)
+        cond = C[np.ix_(free, free)] - gain @ C[np.ix_(S, free)]
+        np.testing.assert_allclose(var[i, free], np.diag(cond), atol=1e-12)
+        assert np.all(var[i, S] == 0)
+        full = np.zeros((10, 10))
+        full[np.ix_(free, free)] = cond
+        np.testing.assert_allclose(columns[i], full[:, cols], atol=1e-12)
+        log_like.append(multivariate_normal(model.rows[i, S], C[np.ix_(S, S)]).logpdf(y))
+    expected = np.exp(np.array(log_like) - max(log_like))
+    np.testing.assert_allclose(post.weights, expected / expected.sum(), rtol=1e-8)
+
+
+def test_mixture_moments_are_the_weighted_component_moments():
+    model = small_model(seed=3)
+    post = model.condition([2, 4], [0.45, 0.52])
+    idx = np.arange(model.n_components)
+    w = post.weights
+    means = post.component_means(idx)
+    mean, var, signal = post.moments()
+    np.testing.assert_allclose(mean, w @ means, atol=1e-12)
+    np.testing.assert_allclose(var, w @ (post.component_variances(idx) + means**2) - mean**2, atol=1e-12)
+    assert mean[2] == 0.45 and var[2] == 0.0 and signal[2] != 0.45  # the signal is smoothed
+
+
+# --------------------------------------------------------------------------------------------------
+# the acquisition
+
+
+def brute_force_gain(model, measured, errors, budgets, j, draws, rng):
+    """Draw y from the mixture's predictive at j, condition the model on it from scratch, average."""
+    post = model.condition(measured, errors)
+    idx = np.arange(model.n_components)
+    means, var = post.component_means(idx), post.component_variances(idx)
+    now = budgets.value(post.weights @ means)
+    values = []
+    for _ in range(draws):
+        i = rng.choice(len(idx), p=post.weights)
+        y = rng.normal(means[i, j], np.sqrt(var[i, j]))
+        values.append(budgets.value(model.condition([*measured, j], [*errors, y]).moments()[0]))
+    return now - np.mean(values)
+
+
+def test_knowledge_gradient_matches_reconditioning_from_scratch():
+    model = small_model(seed=4)
+    memory = np.array([1, 1, 2, 2, 3, 3, 4, 5, 6, 7], dtype=float)
+    budgets = Budgets.of(memory, np.ones(10, dtype=bool))
+    measured, errors = [0, 6], [0.55, 0.41]
+    post = model.condition(measured, errors)
+    choices = np.array([1, 3, 5, 8])
+    kg = knowledge_gradient(post, budgets, choices, fantasies=4096, max_components=100, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(5)
+    brute = [brute_force_gain(model, measured, errors, budgets, j, 3000, rng) for j in choices]
+    np.testing.assert_allclose(kg, brute, atol=1e-3)  # gains here are 0.0005 to 0.01
+    assert np.argmax(kg) == np.argmax(brute) and np.all(kg > 0)
+
+
+def test_screening_gain_is_expected_improvement_of_the_budgets_containing_the_choice():
+    memory = np.array([1.0, 2.0, 3.0])
+    budgets = Budgets.of(memory, np.ones(3, dtype=bool))
+    mean, std = np.array([0.5, 0.4, 0.3]), np.array([0.0, 0.1, 0.1])
+    gain = screening_gain(mean, std, budgets, np.array([1, 2]))
+    # config 1 counts in budgets 2 (where it is the best: worth checking) and 3 (where config 2 leads)
+    assert gain[0] == pytest.approx((expected_improvement(0.4, 0.1, 0.4) + expected_improvement(0.4, 0.1, 0.3)) / 3)
+    assert gain[1] == pytest.approx(expected_improvement(0.3, 0.1, 0.3) / 3)
+    assert expected_improvement(0.4, 0.1, 0.4) == pytest.approx(0.1 / np.sqrt(2 * np.pi))
+
+
+def expected_improvement(mean, std, level):
+    """E[(level - y)^+] - (level - mean)^+ for y ~ N(mean, std^2)."""
+    from scipy.stats import norm
+
+    d = (level - mean) / std
+    return std * (d * norm.cdf(d) + norm.pdf(d)) - max(level - mean, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# the session contract
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return Adaptive(rank=3).fit(low_rank_matrix())
+
+
+def memory_of(m=24):
+    return np.repeat(np.arange(1, m // 2 + 1) * 10.0, 2)[:m]
+
+
+def run_session(method, true_row, n, *, k=1, **kwargs):
+    session = method.session(memory_mb=memory_of(len(true_row)), **kwargs)
+    while len(session.measured) < n:
+        picks = session.propose(k)
+        if not picks:
+            break
+        for j in picks:
+            session.observe(j, true_row[j])
+    return session
+
+
+def test_default_method_is_registered():
+    assert DEFAULT_METHOD == "adaptive" and DEFAULT_METHOD in METHODS
+    method = get_method(DEFAULT_METHOD, rank=4)
+    assert isinstance(method, Adaptive) and method.rank == 4 and method.sequential
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_proposals_are_distinct_valid_candidates(fitted, k):
+    row = low_rank_matrix(seed=9)[0]
+    candidates = np.ones(24, dtype=bool)
+    candidates[::4] = False
+    session = run_session(fitted, row, 12, k=k, candidates=candidates, seed=1)
+    measured = session.measured
+    assert len(measured) == 12 and len(set(measured)) == 12
+    assert candidates[measured].all()
+
+
+def test_runs_out_of_candidates_quietly(fitted):
+    candidates = np.zeros(24, dtype=bool)
+    candidates[[3, 8]] = True
+    session = run_session(fitted, low_rank_matrix(seed=9)[0], 10, k=4, candidates=candidates)
+    assert sorted(session.measured) == [3, 8]
+    assert session.propose(1) == []
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_measurement_budget_is_respected(fitted, k):
+    memory = memory_of()
+    session = run_session(fitted, low_rank_matrix(seed=9)[0], 24, k=k, budget_mb=100.0)
+    assert 0 < memory[session.measured].sum() <= 100.0
+    assert not (session.affordable()).any()
+
+
+def test_deterministic_under_a_seed(fitted):
+    row = low_rank_matrix(seed=9)[1]
+    a = run_session(fitted, row, 8, seed=3).measured
+    b = run_session(fitted, row, 8, seed=3).measured
+    assert a == b
+
+
+def test_candidates_dropped_after_the_start_are_not_proposed(fitted):
+    session = fitted.session(memory_mb=memory_of())
+    first = session.propose(1)
+    session.candidates[first] = False  # e.g. its training failed
+    assert first[0] not in session.propose(3)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_fewer_measurements_than_the_rank(fitted, n):
+    row = low_rank_matrix(seed=9)[2]
+    session = run_session(fitted, row, n)
+    assert len(session.measured) == n
+    assert len(session.propose(1)) == 1
+    if n == 0:
+        with pytest.raises(PepppError, match="nothing is measured"):
+            session.estimate()
+        return
+    estimate = session.estimate()
+    assert np.all(np.isfinite(estimate.predicted)) and np.all(np.isfinite(estimate.std))
+    assert np.all(estimate.std >= 0) and np.all(estimate.std[session.measured] == 0)
+    assert np.all(estimate.std[np.setdiff1d(np.arange(24), session.measured)] > 0)
+    np.testing.assert_array_equal(estimate.error[session.measured], row[session.measured])
+
+
+def test_a_dataset_like_a_training_one_is_recovered():
+    E = low_rank_matrix(n_rows=40, noise=0.002, seed=6)
+    method = Adaptive(rank=3).fit(E[1:])
+    session = run_session(method, E[0], 10, seed=0)
+    estimate = session.estimate()
+    spread = np.abs(E[0] - E[1:].mean(axis=0)).mean()
+    assert np.abs(estimate.error - E[0]).mean() < 0.25 * spread
+    # the stated uncertainty covers the truth about as a Gaussian should
+    free = np.setdiff1d(np.arange(24), session.measured)
+    z = (E[0, free] - estimate.error[free]) / estimate.std[free]
+    assert np.mean(np.abs(z) < 3) > 0.9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rank=0), "rank 0 must be a positive integer"),
+        (dict(kernel_scale=-1.0), "kernel_scale -1.0 must be positive"),
+        (dict(noise_scale=0.0), "noise_scale 0.0 must be positive"),
+    ],
+)
+def test_bad_parameters(kwargs, message):
+    with pytest.raises(PepppError, match=message):
+        Adaptive(**kwargs)
+
+
+def test_needs_two_training_rows():
+    with pytest.raises(PepppError, match="at least 2 meta-training datasets"):
+        Adaptive().fit(low_rank_matrix()[:1])
+
+
+# --------------------------------------------------------------------------------------------------
+# the paper's matrix
+
+
+@pytest.mark.slow
+def test_beats_ed_on_the_paper_matrix_side_by_side():
+    from peppp.evaluate import load_matrices, loocv
+
+    error, memory = load_matrices(str(PAPER_DIR / "error.csv"), str(PAPER_DIR / "memory_mb.csv"), exclude=["deca-08"])
+    ours = loocv(error, memory, method=DEFAULT_METHOD, n=(5, 10), rank=5).summary()
+    ed = loocv(error, memory, method="ed", n=(5, 10), rank=5).summary()
+    assert (ours["regret"] < ed["regret"]).all(), (ours["regret"], ed["regret"])
+    assert ours.loc[10, "regret"] < 0.9 * ed.loc[10, "regret"]
