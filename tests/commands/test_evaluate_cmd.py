@@ -84,3 +84,42 @@ def test_bad_input_is_one_line_and_exit_2(capsys, small, mutate, extra, message)
 def test_missing_file(capsys, tmp_path):
     err = run_bad(capsys, ["--error", str(tmp_path / "none.csv"), "--memory", MEMORY])
     assert "does not exist" in err
+
+
+def test_compare_prints_one_table_with_every_method_side_by_side(capsys, small):
+    tmp_path, e, m = small
+    args = ["evaluate", "--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m),
+            "--rank", "2", "--n", "2,4", "--compare", "ed,random,adaptive"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "6 folds" in lines[0]
+    header = lines[2].split()
+    assert header == ["n", "ed", "random", "adaptive", "ed", "random", "adaptive"]
+    rows = {int(line.split()[0]): [float(v) for v in line.split()[1:]] for line in lines[3:5]}
+    assert sorted(rows) == [2, 4] and all(len(v) == 6 and all(0 <= x <= 1 for x in v) for v in rows.values())
+    assert lines[5].startswith("s/fold") and len(lines[5].split()) == 4
+
+
+def test_compare_numbers_match_single_method_runs(capsys, small):
+    tmp_path, e, m = small
+    base = ["evaluate", "--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m),
+            "--rank", "2", "--n", "3", "--json"]
+    assert main([*base, "--compare", "ed,adaptive"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["methods"] == ["ed", "adaptive"]
+    for name, result in zip(both["methods"], both["results"]):
+        assert main([*base, "--method", name]) == 0
+        alone = json.loads(capsys.readouterr().out)
+        assert result["method"] == name
+        assert result["regret"] == alone["regret"] and result["hyperdiff"] == alone["hyperdiff"]
+
+
+@pytest.mark.parametrize(
+    "compare, message",
+    [("ed,magic", "unknown method 'magic'"), ("ed,ed", "names a method twice"), (",", "not a comma-separated list")],
+)
+def test_compare_bad_names_are_one_line_and_exit_2(capsys, small, compare, message):
+    tmp_path, e, m = small
+    args = ["--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m), "--rank", "2",
+            "--n", "3", "--compare", compare]
+    assert message in run_bad(capsys, args)
