@@ -28,6 +28,7 @@ from flows._cells import (
 from peppp.active import MetaModel
 from peppp.errors import PepppError
 from peppp.frontier import Frontier
+from peppp.methods import DEFAULT_METHOD
 
 TAG_DATASET = "peppp.dataset"
 TAG_METHOD = "peppp.method"
@@ -155,7 +156,7 @@ def active_search(
     dataset: str,
     meta_experiment: str,
     n: int = 5,
-    method: str = "ed",
+    method: str = DEFAULT_METHOD,
     rank: int = 5,
     cap_mb: float | None = None,
     budget_mb: float | None = None,

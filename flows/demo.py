@@ -11,6 +11,7 @@ from prefect import flow
 from flows.active_search import SearchSummary, active_search
 from flows.meta_train import SweepSummary, meta_train
 from peppp.frontier import Recommendation
+from peppp.methods import DEFAULT_METHOD
 
 DEMO_EXPERIMENT = "peppp-demo"
 # Offline tasks from `list_tasks()` small enough for about a second per cell on one core.
@@ -59,7 +60,7 @@ def demo(
     recipe: str = "cpu",
     n: int = DEMO_N,
     rank: int = DEMO_RANK,
-    method: str = "ed",
+    method: str = DEFAULT_METHOD,
     budget_mb: float | None = None,
     tracking_uri: str | None = None,
     progress: bool = False,

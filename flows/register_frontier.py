@@ -54,6 +54,7 @@ def register_frontier_flow(
 ) -> RegisterSummary:
     """Rebuild, complete and embed the meta-matrix, fit the dataset's probe measurements, register."""
     from peppp.active import ActiveSearch
+    from peppp.methods import METHODS
     from peppp.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -64,16 +65,19 @@ def register_frontier_flow(
             f"{meta_experiment!r} has no finished probe runs of {setup.dataset}; "
             f"run `peppp search --dataset {setup.dataset} --meta-experiment {meta_experiment}` first"
         )
+    # Re-estimate with the method the search ran (its rounds' tag), so the registered frontier is that
+    # method's estimate; the paper's least squares when it is unknown or mixed.
+    method = search_method(meta_experiment, setup.dataset, tracking_uri=uri)
     search = ActiveSearch(
         setup.configs,
         setup.meta.embeddings,
         setup.memory_mb,
+        method=method if method in METHODS else "ed",
         n=max(1, setup.probes["config"].nunique()),
         noise_std=setup.meta.noise_std,
         meta_error=setup.meta.completed,
     )
     observe_probes(search, setup)
-    method = search_method(meta_experiment, setup.dataset, tracking_uri=uri)
     frontier, registered = finish(search, setup, meta_experiment, method=method, register=True, tracking_uri=uri)
     return RegisterSummary(
         dataset=setup.dataset,

@@ -240,3 +240,27 @@ def test_embed_rejects_bad_matrices():
     E[:, 2] = np.nan
     with pytest.raises(PepppError, match="configuration column 2"):
         embed_meta_matrix(E, rank=2)
+
+
+def test_an_adaptive_method_runs_through_its_session():
+    rng = np.random.default_rng(3)
+    E = np.clip(rng.uniform(0.2, 1, (20, 2)) @ rng.uniform(0, 1, (2, 15)) / 2, 0, 1)
+    truth = np.clip(rng.uniform(0.2, 1, 2) @ rng.uniform(0, 1, (2, 15)) / 2, 0, 1)
+    memory = np.linspace(10, 100, 15)
+    configs = [f"c{j}" for j in range(15)]
+    meta = embed_meta_matrix(E, rank=2)
+    search = ActiveSearch(configs, meta.embeddings, memory, method="adaptive", n=4, cap_mb=80.0, meta_error=E)
+    picked = []
+    while not search.done:
+        batch = search.next_batch(2)
+        assert batch and all(memory[i] <= 80.0 and i not in picked for i in batch)
+        for i in batch:
+            search.observe(i, float(truth[i]))
+        picked += batch
+    assert len(picked) == 4
+    error, std = search.estimate()
+    assert error.shape == (15,) and np.all((std[np.isfinite(std)] >= 0))
+    frontier = search.frontier("new", "meta")
+    assert frontier.n_measured == 4
+    with pytest.raises(PepppError, match="needs the completed meta-training matrix"):
+        ActiveSearch(configs, meta.embeddings, memory, method="adaptive", n=4)

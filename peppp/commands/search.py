@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="the new dataset, e.g. digits[3,5,8,9]")
     parser.add_argument("--meta-experiment", required=True, help="experiment holding the meta-training runs")
     parser.add_argument("--n", type=int, default=5, help="configurations to measure (default 5)")
-    parser.add_argument("--method", default="ed", help="experiment design method (default: ed)")
+    parser.add_argument("--method", default="adaptive", help="active-sampling method: adaptive (default, peppp's), ed (the paper's ED-MF), qr, random, convex-d/a/e, ed-cost")
     parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
     parser.add_argument("--cap", type=float, default=None, metavar="MB", help="train only configurations within this memory")
     parser.add_argument("--budget", type=float, default=None, metavar="MB",

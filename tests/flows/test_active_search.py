@@ -48,7 +48,7 @@ def library_picks(uri: str, n: int, *, rank: int, memory: np.ndarray, **kwargs) 
 
 
 def test_probes_are_the_designs_picks_logged_under_their_rounds(store_uri):
-    summary = active_search(HELD_OUT, "meta", n=2, rank=2, tracking_uri=store_uri)
+    summary = active_search(HELD_OUT, "meta", n=2, rank=2, method="ed", tracking_uri=store_uri)
     memory = np.array([p.memory_mb for p in summary.frontier.points])
     assert list(summary.measured) == library_picks(store_uri, 2, rank=2, memory=memory)
     assert (summary.trained, summary.reused, summary.failed) == (2, 0, ())

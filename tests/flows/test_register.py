@@ -39,7 +39,7 @@ def test_reestimate_registers_a_new_version_from_the_same_measurements(store_uri
     champion = load_registered_frontier(summary.registered[0], tracking_uri=store_uri)
     assert champion.version == summary.registered[1] and champion.aliases == ("champion",)
     frontier = champion.frontier
-    assert frontier.method == "ed"  # from the search's rounds
+    assert frontier.method == searched.frontier.method == "adaptive"  # from the search's rounds
     old = {p.config: p for p in searched.frontier.points}
     for point in frontier.points:
         assert point.measured == old[point.config].measured
