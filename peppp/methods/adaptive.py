@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
 
 from peppp.completion._linalg import truncated_svd
 from peppp.errors import PepppError
@@ -135,23 +135,33 @@ class MixturePosterior:
             var[:, self.measured] = 0.0
         return np.maximum(var, 0.0)
 
-    def component_columns(self, idx: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Posterior covariances cov(e, e_j) for j in `cols` under components `idx` (len(idx) x m x len(cols))."""
+    def projected(self, idx: np.ndarray) -> np.ndarray | None:
+        """cov(e, e_S) K_i^-1 for components `idx` (len(idx) x m x n); None before any measurement."""
+        return None if len(self.measured) == 0 else self.cross[None] @ self.inverse[idx]
+
+    def component_columns(self, idx: np.ndarray, cols: np.ndarray, projected: np.ndarray | None = None) -> np.ndarray:
+        """Posterior covariances cov(e, e_j) for j in `cols` under components `idx` (len(idx) x m x len(cols)).
+
+        `projected` is `self.projected(idx)`, passed when the caller asks for many column blocks.
+        """
         model = self.model
         m = model.rows.shape[1]
         cov = np.broadcast_to(model.shared_cov(np.arange(m), cols), (len(idx), m, len(cols))).copy()
         cov[:, cols, np.arange(len(cols))] += model.noise[idx][:, cols]
         if len(self.measured):
-            cov -= (self.cross[None] @ self.inverse[idx]) @ self.cross[cols].T
+            if projected is None:
+                projected = self.projected(idx)
+            cov -= projected @ self.cross[cols].T
             cov[:, self.measured, :] = 0.0
             cov[:, :, np.isin(cols, self.measured)] = 0.0
         return cov
 
     # -- the mixture --------------------------------------------------------------------------------
 
-    def moments(self, *, chunk_rows: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mixture mean of the error, its variance, and the mean of the noise-free error (each length m)."""
         m = self.model.rows.shape[1]
+        chunk_rows = max(1, _CHUNK_FLOATS // (m * (len(self.measured) + 2)))
         live = np.flatnonzero(self.weights > NEGLIGIBLE_WEIGHT * self.weights.max())
         w = self.weights[live] / self.weights[live].sum()
         first = np.zeros(m)
@@ -215,6 +225,20 @@ class Budgets:
         return prefix_min[..., self.ends].mean(axis=-1)
 
 
+def predictive_quantiles(weights: np.ndarray, mean: np.ndarray, std: np.ndarray, probs: np.ndarray, *, grid: int = 128) -> np.ndarray:
+    """Quantiles `probs` of one-dimensional Gaussian mixtures, one mixture per column.
+
+    weights (c,), mean and std (c, C): column j is the mixture sum_i w_i N(mean_ij, std_ij^2).
+    The CDF is tabulated on `grid` points over mean -/+ 6 std and inverted by linear interpolation,
+    so a quantile is off by at most one grid step (range / grid). Returns (C, len(probs)).
+    """
+    lo = (mean - 6 * std).min(axis=0)
+    hi = (mean + 6 * std).max(axis=0)
+    points = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, grid)[None, :]  # (C, G)
+    cdf = np.einsum("i,icg->cg", weights, ndtr((points[None] - mean[:, :, None]) / std[:, :, None]))
+    return np.array([np.interp(probs, cdf[j], points[j]) for j in range(mean.shape[1])])
+
+
 def knowledge_gradient(
     post: MixturePosterior,
     budgets: Budgets,
@@ -226,27 +250,26 @@ def knowledge_gradient(
 ) -> np.ndarray:
     """Expected drop of `budgets.value` (the mean recommended error over budgets) from measuring each choice.
 
-    For each choice j the measurement y is drawn `fantasies` times from the mixture's predictive
-    (components by systematic resampling of the weights, stratified normal quantiles within), and
-    the mixture is updated exactly: weights by each component's likelihood of y, means by its
-    Gaussian regression on y. Common draws across choices keep the comparison fair.
+    For each choice j the measurement y takes `fantasies` values, the quantiles at the midpoints of
+    equal-probability strata of the mixture's predictive (a deterministic quadrature), and the
+    mixture is updated exactly for each: weights by each component's likelihood of y, means by its
+    Gaussian regression on y.
     """
     idx, w = post.leading(max_components, rng)
     means = post.component_means(idx)  # (c, m)
     now = float(budgets.value(w @ means))
-    u = (np.arange(fantasies) + 0.5) / fantasies
-    comp = np.minimum(np.searchsorted(np.cumsum(w), u), len(w) - 1)
-    z = ndtri((rng.permutation(fantasies) + 0.5) / fantasies)
+    probs = (np.arange(fantasies) + 0.5) / fantasies
     log_w = np.log(w)
     gain = np.zeros(len(choices))
     m = means.shape[1]
     step = max(1, _CHUNK_FLOATS // (len(idx) * m + fantasies * m + fantasies * len(idx)))
+    projected = post.projected(idx)
     for start in range(0, len(choices), step):
         cols = choices[start : start + step]
-        cov = post.component_columns(idx, cols)  # (c, m, C)
+        cov = post.component_columns(idx, cols, projected)  # (c, m, C)
         var = np.maximum(cov[:, cols, np.arange(len(cols))], NOISE_FLOOR * 1e-3)  # (c, C)
         mj = means[:, cols]  # (c, C)
-        y = mj[comp].T + np.sqrt(var[comp]).T * z[None, :]  # (C, Q)
+        y = predictive_quantiles(w, mj, np.sqrt(var), probs)  # (C, Q)
         dev = y[:, :, None] - mj.T[:, None, :]  # (C, Q, c)
         lw = log_w[None, None, :] - 0.5 * dev**2 / var.T[:, None, :] - 0.5 * np.log(var.T)[:, None, :]
         lw -= lw.max(axis=2, keepdims=True)
