@@ -23,3 +23,29 @@ torch.set_num_threads(1)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # The ephemeral Prefect server's 20 s start-up limit is too tight when the 2 cores are busy.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory):
+    """An MLflow sqlite store migrated once per test session (migrations take seconds)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture
+def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
+    """MLFLOW_TRACKING_URI pointing at an empty store in this test's tmp_path."""
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copyfile(_migrated_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

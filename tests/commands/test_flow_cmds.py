@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,22 +22,6 @@ from peppp.cli import main
 DATASETS = "digits,digits[0,1,2,3,4]"
 CONFIGS = "fp32,e3m1/e6m7"
 
-
-@pytest.fixture(scope="module")
-def _migrated_db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
-@pytest.fixture
-def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
-    db = tmp_path / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copyfile(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
 
 
 def finished_cell_keys(uri: str, experiment: str) -> list[str]:

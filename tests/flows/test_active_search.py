@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-from flow_helpers import _migrated_db  # noqa: F401 - pytest fixtures
 from mlflow import MlflowClient
 
 from flows.active_search import active_search

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 from conftest import ROOT
-from flow_helpers import _migrated_db  # noqa: F401 - pytest fixtures
 from mlflow import MlflowClient
 
 from flows.demo import DEMO_CONFIGS, DEMO_META_TASKS, demo

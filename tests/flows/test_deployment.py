@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from flow_helpers import _migrated_db  # noqa: F401 - pytest fixtures
 
 from peppp.tracking import load_cells
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from flow_helpers import _migrated_db, cell_counts, store_uri  # noqa: F401 - pytest fixtures
+from flow_helpers import cell_counts
 from mlflow import MlflowClient
 
 from flows._cells import TAG_PROCESS, process_alive, process_tag

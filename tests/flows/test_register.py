@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from flow_helpers import _migrated_db  # noqa: F401 - pytest fixtures
 
 from flows.active_search import active_search
 from flows.meta_train import meta_train

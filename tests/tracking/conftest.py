@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import math
-import shutil
 
 import pytest
 
 from peppp.cells import CellResult
 
-
-@pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory):
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
-@pytest.fixture
-def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
-    """MLFLOW_TRACKING_URI pointing at an empty store in this test's tmp_path."""
-    db = tmp_path / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copyfile(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
 
 
 def make_cell(
