@@ -16,6 +16,8 @@ from peppp.methods._base import ActiveMethod, Session
 NOISE_FLOOR = 1e-6
 # Components whose weight is below this fraction of the largest cannot move any estimate noticeably.
 NEGLIGIBLE_WEIGHT = 1e-6
+# The acquisition drops the lightest components that together weigh this little.
+NEGLIGIBLE_MASS = 1e-3
 # Scratch arrays of the knowledge gradient are cut into chunks of about this many floats (memory bound).
 _CHUNK_FLOATS = 4_000_000
 
@@ -179,10 +181,12 @@ class MixturePosterior:
         return first, var, signal
 
     def leading(self, max_components: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Up to `max_components` components that carry the weight (ties broken at random), renormalised."""
+        """The fewest components that carry all but `NEGLIGIBLE_MASS` of the weight, at most
+        `max_components` (ties broken at random), renormalised."""
         w = self.weights
         order = np.lexsort((rng.permutation(len(w)), -w))
-        live = order[w[order] > NEGLIGIBLE_WEIGHT * w.max()][:max_components]
+        keep = min(int(np.searchsorted(np.cumsum(w[order]), 1.0 - NEGLIGIBLE_MASS)) + 1, max_components, len(w))
+        live = order[:keep]
         return live, w[live] / w[live].sum()
 
 
