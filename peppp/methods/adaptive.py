@@ -310,7 +310,11 @@ def screening_gain(mean: np.ndarray, std: np.ndarray, budgets: Budgets, choices:
 
 
 class AdaptiveSession(Session):
-    """One new dataset: propose by knowledge gradient, batches by fantasised measurements."""
+    """One new dataset: each pick maximises the knowledge gradient over the candidates' memory budgets
+    (per MB when the measurements have a memory budget); a batch of k fantasises each pick at its
+    posterior mean before choosing the next. The estimate's `predicted` is the posterior mean of the
+    noise-free error (smoothed at measured configurations too), its `std` the posterior standard
+    deviation of the error itself."""
 
     def __init__(self, method: Adaptive, **kwargs):
         super().__init__(**kwargs)
@@ -334,11 +338,11 @@ class AdaptiveSession(Session):
             post = self._posterior(measured, errors)
             j = self._best(post, choices, len(measured))
             picks.append(j)
-            # Kriging believer: the pick is fantasised at its posterior mean, so the next pick of
-            # the same batch goes where that measurement would leave the most regret.
-            mean = post.moments()[0]
-            measured.append(j)
-            errors.append(float(mean[j]))
+            if len(picks) < k:
+                # Kriging believer: the pick is fantasised at its posterior mean, so the next pick
+                # of the same batch goes where that measurement would leave the most regret.
+                measured.append(j)
+                errors.append(float(post.moments()[0][j]))
         return picks
 
     def _best(self, post: MixturePosterior, choices: np.ndarray, step: int) -> int:
@@ -366,12 +370,17 @@ class AdaptiveSession(Session):
 class Adaptive(ActiveMethod):
     """Mixture-of-datasets posterior, knowledge-gradient picks (peppp's default method).
 
+    fit: the training rows become the mixture's components (`RowMixture`), with their principal
+    directions and per-row noise levels; nothing else is learned, so fitting is one truncated SVD.
+    session: works in rounds (propose, measure, observe), from zero measurements on; a pick is where
+    a measurement is expected to lower the recommended error of the memory budgets most.
+
     rank: principal directions in which the new dataset may differ from each training dataset.
     kernel_scale: the mixture's kernel width relative to the datasets' spread; None = Silverman's rule
       for the number of training rows and `rank` dimensions (`silverman_scale`).
     noise_scale: multiplies each training row's cell noise; 2 because the new row and the training row
       each carry their own.
-    fantasies: draws of each candidate measurement in the knowledge gradient.
+    fantasies: quadrature points for each candidate measurement in the knowledge gradient.
     max_components, max_choices: caps that keep one pick cheap on big matrices.
     """
 

@@ -200,6 +200,32 @@ def test_measurement_budget_is_respected(fitted, k):
     assert not (session.affordable()).any()
 
 
+def test_a_batch_is_picked_by_fantasising_each_pick_at_its_posterior_mean(fitted):
+    row = low_rank_matrix(seed=9)[3]
+    batch = run_session(fitted, row, 2, seed=4)
+    one_by_one = run_session(fitted, row, 2, seed=4)
+    picks = batch.propose(3)
+    for _ in range(3):
+        (j,) = one_by_one.propose(1)
+        one_by_one.observe(j, one_by_one.estimate().error[j])
+    assert picks == one_by_one.measured[2:]
+
+
+def test_a_measurement_budget_ranks_picks_per_mb(fitted):
+    rows = low_rank_matrix(seed=9)[3:8]
+    memory = memory_of()
+    spent = {}
+    for budget in (None, 1e4):  # 1e4 MB never binds: only the ranking per MB differs
+        spent[budget] = sum(memory[run_session(fitted, row, 6, seed=0, budget_mb=budget).measured].sum() for row in rows)
+    assert spent[1e4] < 0.95 * spent[None]
+    session = run_session(fitted, rows[0], 3, budget_mb=1e4)
+    post = fitted.model_.condition(session.measured, session.errors)
+    choices = np.flatnonzero(session.affordable())
+    gain = knowledge_gradient(post, Budgets.of(memory, session.candidates), choices, fantasies=64,
+                              max_components=256, rng=np.random.default_rng(0))
+    assert session.propose(1) == [int(choices[np.argmax(gain / memory[choices])])]
+
+
 def test_deterministic_under_a_seed(fitted):
     row = low_rank_matrix(seed=9)[1]
     a = run_session(fitted, row, 8, seed=3).measured
