@@ -11,6 +11,7 @@ reproduces it, while qtorch's float and block stochastic rounding cannot be seed
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import torch
@@ -22,15 +23,19 @@ from peppp.formats import (
     FIXED_WL_RANGE,
     FLOAT_EXP_RANGE,
     FLOAT_MAN_RANGE,
-    FP32Format,
     BlockFormat,
     FixedFormat,
     FloatFormat,
+    FP32Format,
     NumberFormat,
     parse_format,
 )
 from peppp.training.quant import torch_kernels
-from peppp.training.quant._extension import default_extensions_dir, extension_available, load_extension
+from peppp.training.quant._extension import (
+    default_extensions_dir,
+    extension_available,
+    load_extension,
+)
 
 ROUNDINGS = ("stochastic", "nearest")
 BACKENDS = ("fast", "torch", "qtorch")
@@ -67,9 +72,12 @@ def _check_tensor(x: torch.Tensor) -> None:
 
 
 def _qtorch_quant():
-    from peppp.training.quant._extension import _prepare_environment
+    from peppp.training.quant._extension import _prepare_environment, build_guard
 
     _prepare_environment()  # qtorch JIT-builds too and needs ninja on PATH
+    if "qtorch.quant" not in sys.modules:
+        with build_guard("quant_cpu"):  # the name qtorch builds its CPU kernels under
+            import qtorch.quant
     import qtorch.quant
 
     return qtorch.quant

@@ -6,11 +6,15 @@ and callers use the pure-torch kernels instead.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sys
 import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +22,11 @@ EXTENSION_NAME = "peppp_quant_v1"
 _SOURCE = Path(__file__).with_name("float_kernel.cpp")
 _CFLAGS = ["-O3", "-fopenmp"]
 _LDFLAGS = ["-fopenmp"]
+
+# torch's build lock (a plain file) outlives a process killed while holding it, and torch then waits
+# for it forever. A lock of a build that programs other than peppp may run too (qtorch's) is taken for a
+# dead builder's once this old: a build here takes under a minute.
+STALE_BUILD_LOCK_S = 300.0
 
 _lock = threading.Lock()
 _state: dict[str, ModuleType | None] = {}
@@ -48,13 +57,14 @@ def load_extension() -> ModuleType | None:
         try:
             from torch.utils.cpp_extension import load
 
-            module = load(
+            with build_guard(EXTENSION_NAME, stale_after_s=0.0):  # only peppp builds this one
+                module = load(
                 name=EXTENSION_NAME,
-                sources=[str(_SOURCE)],
-                extra_cflags=_CFLAGS,
-                extra_ldflags=_LDFLAGS,
-                verbose=False,
-            )
+                    sources=[str(_SOURCE)],
+                    extra_cflags=_CFLAGS,
+                    extra_ldflags=_LDFLAGS,
+                    verbose=False,
+                )
         except Exception as exc:  # no compiler, no ninja, a broken toolchain: all mean "use torch"
             warnings.warn(
                 f"peppp: could not build the C++ quantization kernels ({type(exc).__name__}: "
@@ -66,6 +76,38 @@ def load_extension() -> ModuleType | None:
             module = None
         _state["module"] = module
         return module
+
+
+@contextlib.contextmanager
+def build_guard(name: str, *, stale_after_s: float = STALE_BUILD_LOCK_S) -> Iterator[None]:
+    """Around torch's JIT build or load of extension `name`: one peppp process at a time, and no
+    endless wait on a lock left by a killed process.
+
+    torch guards a build directory with a `lock` file that it deletes when done; a process killed in
+    between (a SIGKILLed Dask worker, a timeout) leaves it, and every later load waits forever. Here
+    the processes first queue on a kernel lock (flock, released when its holder dies, however it
+    dies); the one holding it knows no other peppp process is building, so a torch lock it finds was
+    left by a dead process, or belongs to a program other than peppp building the same extension. It
+    is removed once older than `stale_after_s`: 0 for an extension only peppp builds.
+    """
+    from torch.utils.cpp_extension import _get_build_directory
+
+    build_dir = Path(_get_build_directory(name, verbose=False))
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir.parent / f".{name}.peppp-lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            torch_lock = build_dir / "lock"
+            while torch_lock.exists():
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - torch_lock.stat().st_mtime >= stale_after_s:
+                        torch_lock.unlink()
+                        warnings.warn(f"peppp: removed a stale build lock {torch_lock}", RuntimeWarning, stacklevel=3)
+                        break
+                time.sleep(0.5)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def extension_available() -> bool:
