@@ -29,9 +29,9 @@ def task_runner(
     if local_workers is not None:
         if isinstance(local_workers, bool) or not isinstance(local_workers, int) or local_workers < 1:
             raise PepppError(f"local Dask workers {local_workers!r} must be a positive integer")
-        from prefect_dask import DaskTaskRunner
+        from flows._dask import SharedApiDaskTaskRunner
 
-        return DaskTaskRunner(
+        return SharedApiDaskTaskRunner(
             cluster_class="distributed.LocalCluster",
             cluster_kwargs={
                 "n_workers": local_workers,
@@ -48,9 +48,9 @@ def task_runner(
             raise PepppError(
                 f"Dask scheduler address {address!r} must start with {', '.join(DASK_SCHEMES)} (e.g. tcp://127.0.0.1:8786)"
             )
-        from prefect_dask import DaskTaskRunner
+        from flows._dask import SharedApiDaskTaskRunner
 
-        return DaskTaskRunner(address=address)
+        return SharedApiDaskTaskRunner(address=address)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise PepppError(f"threads {threads!r} must be a positive integer")
     from prefect.task_runners import ThreadPoolTaskRunner
