@@ -64,3 +64,28 @@ def test_meta_train_rejects_a_bad_dask_choice_in_one_line(flags, needle, tmp_pat
     assert main([*args, *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [(None, True), ("tcp://127.0.0.1:8786", True), ("tcp://localhost:8786", True), ("inproc://x", True),
+     ("tcp://10.0.0.5:8786", False), ("tls://scheduler.example:8786", False)],
+)
+def test_which_schedulers_are_on_this_machine(address, local):
+    from flows._dask import is_local
+
+    assert is_local(address) is local
+
+
+def test_local_dask_workers_are_handed_this_process_prefect_server(monkeypatch):
+    # Without PREFECT_API_URL each worker would start a temporary server of its own on one database.
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert not PREFECT_API_URL.value()
+    with task_runner(dask_address="tcp://127.0.0.1:8786"):  # connects lazily: no scheduler needed
+        assert PREFECT_API_URL.value() == SubprocessASGIServer().api_url
+    assert not PREFECT_API_URL.value()
+    with task_runner(dask_address="tcp://10.0.0.5:8786"):  # a remote cluster needs a real server
+        assert not PREFECT_API_URL.value()

@@ -3,6 +3,8 @@ that server; claims through the server (one winner per cell among racing threads
 
 from __future__ import annotations
 
+import os
+
 import threading
 import time
 import uuid
@@ -63,6 +65,16 @@ def test_sweep_on_dask_through_the_server_rebuilds_what_was_trained(server, clus
     assert np.isfinite(error.to_numpy()).all()
     assert load_cells(experiment, tracking_uri=server.uri).groupby("cell_key").size().eq(1).all()
     assert list_claims(experiment, tracking_uri=server.uri) == []  # every finished cell released its claim
+
+    # The workers reported to this process's Prefect server: none started a temporary server of its own.
+    import psutil
+    from distributed import Client
+
+    with Client(cluster) as dask_client:
+        pids = dask_client.run(os.getpid)
+    servers = [c.pid for pid in pids.values() for c in psutil.Process(pid).children(recursive=True)
+               if "uvicorn" in " ".join(c.cmdline())]
+    assert servers == []
 
     # A second sweep over the same grid through the same cluster trains nothing.
     again = flow(experiment, DATASETS, CONFIGS, recipe="tiny", tracking_uri=server.uri)
