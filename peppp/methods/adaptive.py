@@ -313,8 +313,9 @@ class AdaptiveSession(Session):
     """One new dataset: each pick maximises the knowledge gradient over the candidates' memory budgets
     (per MB when the measurements have a memory budget); a batch of k fantasises each pick at its
     posterior mean before choosing the next. The estimate's `predicted` is the posterior mean of the
-    noise-free error (smoothed at measured configurations too), its `std` the posterior standard
-    deviation of the error itself."""
+    new dataset's noise-free error (at a measured configuration: between the smoothed value and the
+    measurement, as the noise model splits the residual), its `std` the posterior standard deviation
+    of the error itself."""
 
     def __init__(self, method: Adaptive, **kwargs):
         super().__init__(**kwargs)
@@ -364,6 +365,14 @@ class AdaptiveSession(Session):
     def _predict(self):
         post = self._posterior(self.measured, self.errors)
         _, var, signal = post.moments()
+        if self.measured:
+            # A component's noise (noise_scale times the training row's) is the training row's own
+            # plus the new row's. The training row's part is what the new row does not share: its
+            # posterior mean, 1/noise_scale of the residual, goes back into the new row's
+            # noise-free error, which then lies that far from the smoothed value to the measurement.
+            S = np.asarray(self.measured)
+            share = min(1.0, 1.0 / self.method.noise_scale)
+            signal[S] += share * (np.asarray(self.errors) - signal[S])
         return signal, np.sqrt(var)
 
 

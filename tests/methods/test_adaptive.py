@@ -257,6 +257,21 @@ def test_fewer_measurements_than_the_rank(fitted, n):
     np.testing.assert_array_equal(estimate.error[session.measured], row[session.measured])
 
 
+@pytest.mark.parametrize("noise_scale", [2.0, 4.0, 0.5])
+def test_predicted_at_a_measured_configuration_keeps_the_new_rows_share_of_the_noise(noise_scale):
+    E = low_rank_matrix(seed=5)
+    method = Adaptive(rank=3, noise_scale=noise_scale).fit(E[1:])
+    session = run_session(method, E[0], 6)
+    S, y = np.array(session.measured), np.array(session.errors)
+    _, _, smoothed = method.model_.condition(S, y).moments()
+    predicted = session.estimate().predicted
+    # the training row's part of the residual (1/noise_scale of it, all of it below 1) goes back
+    share = min(1.0, 1.0 / noise_scale)
+    np.testing.assert_allclose(predicted[S], smoothed[S] + share * (y - smoothed[S]), rtol=1e-12)
+    others = np.setdiff1d(np.arange(E.shape[1]), S)
+    np.testing.assert_array_equal(predicted[others], smoothed[others])
+
+
 def test_a_dataset_like_a_training_one_is_recovered():
     E = low_rank_matrix(n_rows=40, noise=0.002, seed=6)
     method = Adaptive(rank=3).fit(E[1:])
