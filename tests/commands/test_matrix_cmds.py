@@ -13,17 +13,9 @@ from peppp.cli import main
 PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "meta" / "paper88x99"
 
 
-@pytest.fixture(scope="module")
-def _migrated_db(tmp_path_factory):
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
 @pytest.fixture
 def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
+    """An empty store passed by --tracking-uri only (copied from conftest's migrated template)."""
     db = tmp_path / "store" / "mlflow.db"
     db.parent.mkdir()
     shutil.copyfile(_migrated_db, db)
