@@ -4,7 +4,6 @@ that server; claims through the server (one winner per cell among racing threads
 from __future__ import annotations
 
 import os
-
 import threading
 import time
 import uuid

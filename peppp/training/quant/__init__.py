@@ -76,11 +76,9 @@ def _qtorch_quant():
 
     _prepare_environment()  # qtorch JIT-builds too and needs ninja on PATH
     if "qtorch.quant" not in sys.modules:
-        with build_guard("quant_cpu"):  # the name qtorch builds its CPU kernels under
-            import qtorch.quant
-    import qtorch.quant
-
-    return qtorch.quant
+        with build_guard("quant_cpu"):  # qtorch builds (or loads) its CPU kernels on first import
+            import qtorch.quant  # noqa: F401
+    return sys.modules["qtorch.quant"]
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:

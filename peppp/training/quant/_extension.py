@@ -59,7 +59,7 @@ def load_extension() -> ModuleType | None:
 
             with build_guard(EXTENSION_NAME, stale_after_s=0.0):  # only peppp builds this one
                 module = load(
-                name=EXTENSION_NAME,
+                    name=EXTENSION_NAME,
                     sources=[str(_SOURCE)],
                     extra_cflags=_CFLAGS,
                     extra_ldflags=_LDFLAGS,
