@@ -62,7 +62,7 @@ def read_matrix_csv(path: str | os.PathLike, *, what: str = "matrix") -> pd.Data
                 # Python's correctly rounded float(): values survive a round trip exactly.
                 values[i, j] = float(text)
             except ValueError:
-                raise PepppError(f"{what} CSV {path}: cell ({name}, {labels[j]}) = {text!r} is not a number") from None
+                raise PepppError(f"{what} CSV {path}: cell ({name!r}, {labels[j]!r}) = {text!r} is not a number") from None
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
         raise PepppError(f"{what} CSV {path}: dataset {duplicate!r} appears twice")
@@ -105,11 +105,11 @@ def validate_matrices(
     bad = measured & ~((values >= 0) & (values <= 1))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise PepppError(f"error cell ({error.index[i]}, {error.columns[j]}) = {values[i, j]} is outside [0, 1]")
+        raise PepppError(f"error cell ({error.index[i]!r}, {error.columns[j]!r}) = {values[i, j]} is outside [0, 1]")
     bad = measured & ~(np.isfinite(mem) & (mem > 0))
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise PepppError(
-            f"memory cell ({error.index[i]}, {error.columns[j]}) = {mem[i, j]} must be a finite number of MB > 0"
+            f"memory cell ({error.index[i]!r}, {error.columns[j]!r}) = {mem[i, j]} must be a finite number of MB > 0"
         )
     return error, memory

@@ -88,6 +88,7 @@ def test_evaluate_load_matrices_gives_complete_valid_matrices_or_one_pepppError(
 @given(csv_bytes(ERROR), csv_bytes(MEMORY))
 @example(ERROR, MEMORY)
 @example(ERROR, MEMORY.replace(b"e3m1/e6m7", b"e3m1/e6m8"))
+@example(ERROR, b',\x00\n"\x00\n"\x00,\x00')  # a quoted label with a newline in a cell message
 def test_import_validation_gives_valid_matrices_or_one_pepppError(folder, error_bytes, memory_bytes):
     error = outcome(lambda: read_matrix_csv(_write(folder, error_bytes), what="error"))
     memory = outcome(lambda: read_matrix_csv(_write(folder, memory_bytes), what="memory"))

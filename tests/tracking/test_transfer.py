@@ -81,14 +81,14 @@ GOOD_MEMORY = HEADER + "a,10,20\nb,10,20\n"
 @pytest.mark.parametrize(
     ("error_text", "memory_text", "match"),
     [
-        (HEADER + "a,0.5,1.5\nb,0.1,0.2\n", GOOD_MEMORY, r"\(a, e4m3/e7m9\) = 1.5 is outside \[0, 1\]"),
+        (HEADER + "a,0.5,1.5\nb,0.1,0.2\n", GOOD_MEMORY, r"\('a', 'e4m3/e7m9'\) = 1.5 is outside \[0, 1\]"),
         (HEADER + "a,0.5,-0.1\nb,0.1,0.2\n", GOOD_MEMORY, "outside"),
-        (HEADER + "a,0.5,high\nb,0.1,0.2\n", GOOD_MEMORY, r"\(a, e4m3/e7m9\) = 'high' is not a number"),
+        (HEADER + "a,0.5,high\nb,0.1,0.2\n", GOOD_MEMORY, r"\('a', 'e4m3/e7m9'\) = 'high' is not a number"),
         (HEADER + "a,0.5,0.2\nc,0.1,0.2\n", GOOD_MEMORY, "dataset 'c' is in the error matrix only"),
         ("dataset,e3m1/e6m7,e4m3/e7m9,e4m3/e7m9\na,0.5,0.2,0.1\n", GOOD_MEMORY, "'e4m3/e7m9' appears twice"),
         (HEADER + "a,0.5,0.2\na,0.1,0.2\n", GOOD_MEMORY, "dataset 'a' appears twice"),
         ("dataset,e3m1/e6m7,e9m9/e7m9\na,0.5,0.2\nb,0.1,0.2\n", "dataset,e3m1/e6m7,e9m9/e7m9\na,10,20\nb,10,20\n", "e9m9"),
-        (HEADER + "a,0.5,0.2\nb,0.1,0.2\n", HEADER + "a,10,0\nb,10,20\n", r"memory cell \(a, e4m3/e7m9\) = 0.0"),
+        (HEADER + "a,0.5,0.2\nb,0.1,0.2\n", HEADER + "a,10,0\nb,10,20\n", r"memory cell \('a', 'e4m3/e7m9'\) = 0.0"),
         (HEADER + "a,0.5,0.2\nb,0.1,0.2\n", HEADER + "a,10,\nb,10,20\n", "memory cell"),
         (HEADER + "a,,\nb,,\n", GOOD_MEMORY, "no measured cell"),
         (HEADER, GOOD_MEMORY, "no rows"),
