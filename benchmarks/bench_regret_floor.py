@@ -37,11 +37,11 @@ def group_of(name: str) -> str:
     return name.split("-")[0]
 
 
-def oracle_mean(train: np.ndarray, row: np.ndarray, rank: int, *, centre: bool) -> np.ndarray:
-    """The row's least-squares fit on the top-`rank` right singular vectors of the training rows
-    (centred on the training mean when `centre`, as the default method's mixture is)."""
-    offset = train.mean(axis=0) if centre else np.zeros(train.shape[1])
-    _, _, Vt = np.linalg.svd(train - offset, full_matrices=False)
+def oracle_mean(basis_rows: np.ndarray, row: np.ndarray, rank: int, *, centre: bool) -> np.ndarray:
+    """The row's least-squares fit on the top-`rank` right singular vectors of `basis_rows`
+    (centred on their mean when `centre`, as the default method's mixture is)."""
+    offset = basis_rows.mean(axis=0) if centre else np.zeros(basis_rows.shape[1])
+    _, _, Vt = np.linalg.svd(basis_rows - offset, full_matrices=False)
     V = Vt[:rank].T
     return offset + V @ (V.T @ (row - offset))
 
@@ -118,17 +118,16 @@ def main() -> None:
     scale = float(M.max())
     hyper = {DEFAULT_METHOD + " (its model)": np.mean([f.hyperdiff for f in result.folds if f.n == 5])}
     for k in ranks:
-        for centre, basis in ((False, "training"), (True, "training"), (False, "all")):
+        for centre, with_row in ((False, False), (True, False), (False, True)):
             same, own, hd = {}, {}, []
             for i, name in enumerate(names):
-                rows_for_basis = E if basis == "all" else E[np.arange(len(E)) != i]
-                mean = oracle_mean(rows_for_basis, E[i], k, centre=centre)
+                mean = oracle_mean(E if with_row else E[np.arange(len(E)) != i], E[i], k, centre=centre)
                 hd.append(hyperdiff(M[i], E[i], mean, memory_scale=scale))
                 longest = own_picks(E[i], M[i], mean, max(NS))
                 for n in NS:
                     same[(name, n)] = regret_with(E[i], M[i], mean, picks[(name, n)])
                     own[(name, n)] = regret_with(E[i], M[i], mean, longest[:n])
-            label = f"rank-{k}{' centred' if centre else ''} oracle" + (", basis with the row" if basis == "all" else "")
+            label = f"rank-{k}{' centred' if centre else ''} oracle" + (", basis with the row" if with_row else "")
             rows[f"{label}, same picks"] = same
             rows[f"{label}, own picks"] = own
             hyper[label] = float(np.mean(hd))
