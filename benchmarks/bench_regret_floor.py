@@ -20,17 +20,17 @@ Prints markdown tables.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+
+# The same matrix and n as the methods table this benchmark sits beside (a sibling script:
+# benchmarks/ is sys.path[0] when a benchmark runs).
+from bench_methods import NS, PAPER
 
 from peppp.evaluate import load_matrices, loocv
 from peppp.methods import DEFAULT_METHOD
 from peppp.methods.adaptive import Budgets, screening_gain
 from peppp.pareto import budget_regret, hyperdiff
-
-PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "meta" / "paper88x99"
-NS = (3, 5, 8, 10, 15)
 
 
 def group_of(name: str) -> str:
