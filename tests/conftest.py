@@ -19,6 +19,11 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+# Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors (test_quant_triton.py);
+# it must be chosen before the kernels are first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Prefect: quiet logs (and no "Logging error" at interpreter exit from its handlers).
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 # The ephemeral Prefect server's 20 s start-up limit is too tight when the 2 cores are busy.

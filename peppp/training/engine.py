@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -27,6 +27,9 @@ from peppp.training.recipes import Recipe, get_recipe
 
 ROUNDINGS = ("stochastic", "nearest")
 BACKENDS = ("fast", "qtorch")
+DEVICES = ("auto", "cpu", "cuda")
+# On a GPU the loss is read back (a host synchronisation) once per this many steps, not every step.
+GPU_LOSS_CHECK_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,26 @@ class TrainedCell:
 def default_device() -> torch.device:
     """CUDA when torch sees a GPU, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`auto`/None -> CUDA where torch sees a GPU, else the CPU; `cpu`; `cuda` or `cuda:N` (a clear
+    error where torch sees no such GPU)."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise PepppError(f"device {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise PepppError(f"device {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise PepppError(f"device {device!r} was asked for but torch ({torch.__version__}, {build}) sees no GPU; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PepppError(f"device {device!r}: torch sees only {torch.cuda.device_count()} GPU(s)")
+    return dev
 
 
 def build_quantized_network(
@@ -76,6 +99,13 @@ def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size
         correct += int((logits.argmax(dim=1).cpu() == y[start : start + batch_size]).sum())
     model.train(was_training)
     return 1.0 - correct / len(y)
+
+
+def _read_losses(pending: list[tuple[torch.Tensor, int]]) -> list[float]:
+    """The losses as floats: one read back (one host synchronisation on a GPU) for all of them."""
+    if len(pending) == 1:
+        return [float(pending[0][0])]
+    return torch.stack([loss for loss, _ in pending]).tolist()
 
 
 def train_cell(
@@ -117,10 +147,12 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
         raise PepppError(f"rounding {rounding!r} is not one of {', '.join(ROUNDINGS)}")
     if backend not in BACKENDS:
         raise PepppError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    dev = resolve_device(device)
     cfg = parse_config(config) if isinstance(config, str) else config
     rec = get_recipe(recipe).with_overrides(network=network, epochs=epochs, seed=seed)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, seed=rec.seed, max_train=rec.max_train)
-    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda":  # the whole training split on the GPU once: batches are gathered there
+        data = replace(data, x_train=data.x_train.to(dev), y_train=data.y_train.to(dev))
 
     torch.manual_seed(rec.seed)
     model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend).to(dev)
@@ -153,29 +185,42 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
     loss_scale = 1.0 if cfg.is_fp32 else rec.loss_scale
     criterion = nn.CrossEntropyLoss()
 
+    # Divergence: on the CPU the loss is checked before each backward (a free read); on a GPU the
+    # losses stay on the device and are read back every GPU_LOSS_CHECK_EVERY steps and at each
+    # epoch's end, so a diverged cell may train that many steps more before it stops.
+    check_every = 1 if dev.type == "cpu" else GPU_LOSS_CHECK_EVERY
     status, message, final_loss = "ok", "", float("nan")
     start = time.perf_counter()
     model.train()
     for epoch in range(rec.epochs):
         total, count = 0.0, 0
-        for xb, yb in train_loader(data, batch_size=rec.batch_size, seed=rec.seed + epoch):
-            xb, yb = xb.to(dev), yb.to(dev)
+        pending: list[tuple[torch.Tensor, int]] = []
+        batches = train_loader(data, batch_size=rec.batch_size, seed=rec.seed + epoch)
+        for step, (xb, yb) in enumerate(batches, start=1):
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(xb), yb)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                status, message = "diverged", f"loss became {value} in epoch {epoch + 1}"
-                break
+            pending.append((loss.detach(), len(yb)))
+            if check_every == 1 or step % check_every == 0 or step == len(batches):
+                values, sizes = _read_losses(pending), [n for _, n in pending]
+                pending = []
+                value = next((v for v in values if not math.isfinite(v)), None)
+                if value is not None:
+                    status, message = "diverged", f"loss became {value} in epoch {epoch + 1}"
+                    break
+                for v, n in zip(values, sizes):
+                    total += v * n
+                    count += n
             (loss * loss_scale).backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total += value * len(yb)
-            count += len(yb)
         if status == "diverged":
             final_loss = value
             break
         final_loss = total / max(count, 1)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     train_seconds = time.perf_counter() - start
 
     error = test_error(model, data.x_test, data.y_test)

@@ -113,8 +113,11 @@ def make_optimizer(
     backend: str = "fast",
     loss_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """SGD for `config`: qtorch's OptimLP with weights and weight gradients in the low format and the
-    momentum and master weights (accumulator) in the high format; plain SGD for the fp32 config.
+    """SGD for `config`: weights and weight gradients in the low format, momentum and master weights
+    (accumulator) in the high format, as qtorch's OptimLP; plain SGD for the fp32 config.
+
+    Backend `qtorch` uses OptimLP itself (one quantizer call per parameter and buffer); the others use
+    `LowPrecisionSGD`, the same step over flat buffers in a few launches (one fused kernel on CUDA).
 
     Gradients arrive multiplied by `loss_scale` (the loss was scaled before backward) and are divided
     by it before they are quantized. The fp32 configuration is the unscaled baseline: plain SGD, and
@@ -124,10 +127,28 @@ def make_optimizer(
     _check_choices(rounding, backend)
     if not loss_scale > 0:
         raise PepppError(f"loss_scale must be > 0, got {loss_scale!r}")
-    sgd = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    params = list(params)
     if cfg.is_fp32:
-        return sgd
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if backend != "qtorch":
+        from peppp.training.lp_sgd import LowPrecisionSGD
+
+        if params and isinstance(params[0], dict):
+            raise PepppError("make_optimizer takes parameter tensors, not parameter groups")
+        return LowPrecisionSGD(
+            params,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            low=cfg.low,
+            high=cfg.high,
+            rounding=rounding,
+            backend=backend,
+            grad_scale=1.0 / loss_scale,
+        )
     from qtorch.optim import OptimLP  # pure Python; needs no compiled extension
+
+    sgd = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
     low = quantize_function(cfg.low, rounding=rounding, backend=backend)
     high = quantize_function(cfg.high, rounding=rounding, backend=backend)

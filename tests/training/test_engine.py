@@ -34,7 +34,7 @@ def test_weights_are_in_the_low_format_and_momentum_in_the_high_format(trained):
     assert params
     for p in params:
         assert torch.equal(quantize(p.data, config.low, rounding="nearest"), p.data)
-    inner = optimizer.optim
+    inner = getattr(optimizer, "optim", optimizer)  # OptimLP wraps SGD; LowPrecisionSGD is one
     buffers = [inner.state[p]["momentum_buffer"] for p in params if "momentum_buffer" in inner.state[p]]
     assert len(buffers) == len(params)
     for buf in buffers:

@@ -1,7 +1,8 @@
 """Quantize float32 tensors to simulated low-precision formats (float eXmY, fixed point, block float).
 
 Backends: `fast` (default) runs the C++ float kernels (AVX-512, AVX2 or scalar, JIT-built once) on
-CPU tensors and the pure-torch kernels elsewhere; `torch` always uses the pure-torch kernels;
+CPU tensors, Triton kernels (one launch per tensor, `triton_kernels`) on CUDA tensors where Triton is
+installed, and the pure-torch kernels elsewhere; `torch` always uses the pure-torch kernels;
 `qtorch` calls qtorch 0.3.0, the reference. Nearest rounding is bit-identical across all three,
 qtorch's quirks included (see float_kernel.cpp), except eXm23 and block wl=23 where qtorch shifts
 by -1 (undefined behaviour) and flips signs;
@@ -30,7 +31,7 @@ from peppp.formats import (
     NumberFormat,
     parse_format,
 )
-from peppp.training.quant import torch_kernels
+from peppp.training.quant import torch_kernels, triton_kernels
 from peppp.training.quant._extension import (
     default_extensions_dir,
     extension_available,
@@ -90,6 +91,42 @@ def _no_seed_for_qtorch(seed: int | None) -> None:
         raise PepppError(f"seed {seed!r} cannot be used with backend 'qtorch' (its random numbers are not seedable); use backend 'fast'")
 
 
+class _TritonCall:
+    """One format's Triton kernel for CUDA tensors (None where Triton is missing: torch kernels then).
+
+    Stochastic seeds: `seed` for every call where given (tests); else a base seed drawn from torch's
+    generator on the first call and a call counter, so `torch.manual_seed` reproduces a run without a
+    draw (or a host synchronisation) per call.
+    """
+
+    def __new__(cls, spec, stochastic, seed, block=None):
+        if not triton_kernels.AVAILABLE:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, spec, stochastic: bool, seed: int | None, block: tuple[int, int] | None = None):
+        self.spec, self.stochastic, self.seed, self.block = spec, stochastic, seed, block
+        self.base: int | None = None
+        self.calls = 0
+
+    def _next_seed(self) -> int:
+        if not self.stochastic:
+            return 0
+        if self.seed is not None:
+            return self.seed
+        if self.base is None:
+            self.base = int(torch.randint(0, 2**62, (1,)))
+        self.calls += 1
+        return triton_kernels.next_seed(self.base, self.calls)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.block is None:
+            return triton_kernels.elementwise_quantize(x, self.spec, stochastic=self.stochastic, seed=self._next_seed())
+        wl, dim = self.block
+        rows = x.shape[0] if dim == 0 and x.dim() > 0 else 1
+        return triton_kernels.block_quantize(x, wl, stochastic=self.stochastic, seed=self._next_seed(), rows=rows)
+
+
 def _float_fn(exp: int, man: int, rounding: str, backend: str, seed: int | None) -> QuantizeFn:
     _check_int("exponent bits", exp, *FLOAT_EXP_RANGE)
     _check_int("mantissa bits", man, *FLOAT_MAN_RANGE)
@@ -99,8 +136,11 @@ def _float_fn(exp: int, man: int, rounding: str, backend: str, seed: int | None)
         return lambda x: qq.float_quantize(x, exp, man, rounding=rounding)
     ext = load_extension() if backend == "fast" else None
     stochastic = rounding == "stochastic"
+    gpu = _TritonCall(triton_kernels.ElementwiseSpec.float_(exp, man), stochastic, seed) if backend == "fast" else None
 
     def fn(x: torch.Tensor) -> torch.Tensor:
+        if gpu is not None and x.is_cuda:
+            return gpu(x)
         if ext is not None and x.device.type == "cpu":
             if stochastic:
                 return ext.float_quantize_stochastic(x, exp, man, seed)
@@ -119,7 +159,14 @@ def _fixed_fn(wl: int, fl: int, rounding: str, backend: str, seed: int | None) -
         _no_seed_for_qtorch(seed)
         qq = _qtorch_quant()
         return lambda x: qq.fixed_point_quantize(x, wl, fl, rounding=rounding)
-    return lambda x: torch_kernels.fixed_point_quantize(x, wl, fl, rounding=rounding, generator=_generator(seed, x.device))
+    gpu = _TritonCall(triton_kernels.ElementwiseSpec.fixed(wl, fl), rounding == "stochastic", seed) if backend == "fast" else None
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if gpu is not None and x.is_cuda:
+            return gpu(x)
+        return torch_kernels.fixed_point_quantize(x, wl, fl, rounding=rounding, generator=_generator(seed, x.device))
+
+    return fn
 
 
 def _block_fn(wl: int, dim: int, rounding: str, backend: str, seed: int | None) -> QuantizeFn:
@@ -130,7 +177,14 @@ def _block_fn(wl: int, dim: int, rounding: str, backend: str, seed: int | None) 
         _no_seed_for_qtorch(seed)
         qq = _qtorch_quant()
         return lambda x: qq.block_quantize(x, wl, dim, rounding=rounding)
-    return lambda x: torch_kernels.block_quantize(x, wl, dim, rounding=rounding, generator=_generator(seed, x.device))
+    gpu = _TritonCall(None, rounding == "stochastic", seed, block=(wl, dim)) if backend == "fast" else None
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if gpu is not None and x.is_cuda:
+            return gpu(x)
+        return torch_kernels.block_quantize(x, wl, dim, rounding=rounding, generator=_generator(seed, x.device))
+
+    return fn
 
 
 def quantize_function(

@@ -1,0 +1,344 @@
+"""Triton quantization kernels for GPU tensors: one fused launch per tensor, and one per optimizer step.
+
+The same source runs on a GPU and, with `TRITON_INTERPRET=1`, on the CPU (how the tests check it
+without a GPU). Semantics are those of `torch_kernels` (and so of qtorch 0.3.0):
+
+- float eXmY: nearest is qtorch's (ties away from zero, its subnormal path, overflow, inf and NaN
+  saturate to +-max), bit for bit; stochastic takes the upper neighbour with probability
+  (x - lower) / spacing, from 32 random bits per value.
+- fixed point: nearbyint(x * 2^fl + r - 0.5) * 2^-fl clamped (r = 0.5 for nearest), as qtorch.
+- block floating point: qtorch's nearest bit for bit; stochastic exact on the block's grid to 2^-53.
+
+Random bits come from Philox (`tl.randint4x`) keyed by a 64-bit seed per call and the element's index,
+so a seed drawn from torch's generator reproduces a run. The format's bits are compile-time constants
+(one specialised kernel per format), which is what makes each quantizer one launch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+try:  # triton ships with CUDA builds of torch; CPU-only installs may lack it
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is absent
+    triton = None
+    tl = None
+
+from peppp.training.quant.torch_kernels import float_spec
+
+AVAILABLE = triton is not None
+BLOCK = 1024
+_GOLDEN = 0x9E3779B97F4A7C15
+_SEED_MASK = (1 << 63) - 1
+
+FAM_FLOAT, FAM_FIXED, FAM_IDENTITY = 0, 1, 3
+
+
+def interpreted() -> bool:
+    """Whether Triton runs its interpreter (CPU tensors) instead of compiling for a GPU."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def usable_on(x: torch.Tensor) -> bool:
+    """Whether these kernels can quantize `x` where it lives (a CUDA tensor, or any under the interpreter)."""
+    return AVAILABLE and (x.is_cuda or interpreted())
+
+
+@dataclass(frozen=True)
+class ElementwiseSpec:
+    """A float or fixed format as the kernels' compile-time constants (FAM, P0..P6)."""
+
+    fam: int
+    params: tuple
+
+    @staticmethod
+    def float_(exp: int, man: int) -> "ElementwiseSpec":
+        s = float_spec(exp, man)
+        return ElementwiseSpec(FAM_FLOAT, (s["mask"], s["half"], s["emin_b"], s["maxe_b"], s["maxbits"], s["d"], float(s["sub_scale"])))
+
+    @staticmethod
+    def fixed(wl: int, fl: int) -> "ElementwiseSpec":
+        lo = -(2.0 ** (wl - fl - 1))
+        hi = -lo - 2.0**-fl
+        return ElementwiseSpec(FAM_FIXED, (2.0**fl, 2.0**-fl, lo, hi, 0, 0, 0.0))
+
+    @staticmethod
+    def identity() -> "ElementwiseSpec":
+        return ElementwiseSpec(FAM_IDENTITY, (0, 0, 0, 0, 0, 0, 0.0))
+
+
+def next_seed(base: int, count: int) -> int:
+    """The Philox seed of call `count` of a quantizer whose base seed is `base` (63-bit, never negative)."""
+    return (base + count * _GOLDEN) & _SEED_MASK
+
+
+if AVAILABLE:
+
+    @triton.jit
+    def _uniform24(r):
+        """[0, 1) from the top 24 bits of an int32 holding 32 random bits."""
+        return ((r >> 8) & 0xFFFFFF).to(tl.float32) * 5.9604644775390625e-08
+
+    @triton.jit
+    def _float_q(x, r, STOCH: tl.constexpr, MASK: tl.constexpr, HALF: tl.constexpr, EMIN_B: tl.constexpr,
+                 MAXE_B: tl.constexpr, MAXBITS: tl.constexpr, D: tl.constexpr, SUB_SCALE: tl.constexpr):
+        # int32 bit patterns; additions wrap as qtorch's uint32 ones do, and every shift is masked
+        a = x.to(tl.int32, bitcast=True)
+        absa = a & 0x7FFFFFFF
+        sign = a ^ absa
+        e = absa >> 23
+        if STOCH:
+            q = (a + (r & MASK)) & ~MASK
+        else:
+            q = (a + HALF) & ~MASK
+        q = tl.where(((q >> 23) & 0xFF) > MAXE_B, sign | MAXBITS, q)
+        if STOCH:
+            # below the smallest normal the grid is fixed (spacing SUB_SCALE): round the significand
+            # exactly in integers, comparing 32 random bits with the dropped fraction
+            sig = ((absa & 0x7FFFFF) | tl.where(e > 0, 0x800000, 0)).to(tl.int64)
+            sh = tl.minimum((EMIN_B + D) - tl.maximum(e, 1), 63).to(tl.int64)
+            k = sig >> sh
+            rem = sig - (k << sh)
+            frac = (rem << 32) >> sh
+            k = k + ((r.to(tl.int64) & 0xFFFFFFFF) < frac).to(tl.int64)
+            mb = (k.to(tl.float64) * SUB_SCALE).to(tl.float32).to(tl.int32, bitcast=True)
+            low = tl.where(mb != 0, mb | sign, 0).to(tl.float32, bitcast=True)
+        else:
+            # qtorch's subnormal path: shift onto the smallest normal's exponent, round, shift back
+            shift = (sign | (EMIN_B << 23)).to(tl.float32, bitcast=True)
+            low = (((x + shift).to(tl.int32, bitcast=True) + HALF) & ~MASK).to(tl.float32, bitcast=True) - shift
+        return tl.where(e < EMIN_B, low, q.to(tl.float32, bitcast=True))
+
+    @triton.jit
+    def _fixed_q(x, r, STOCH: tl.constexpr, SCALE: tl.constexpr, INV: tl.constexpr, LO: tl.constexpr, HI: tl.constexpr):
+        if STOCH:
+            t = x * SCALE + _uniform24(r)
+        else:
+            t = x * SCALE + 0.5
+        v = t.to(tl.float64) - 0.5
+        # round half to even (nearbyint): exact through the 1.5 * 2^52 trick below 2^51
+        rounded = tl.where(tl.abs(v) < 2251799813685248.0, (v + 6755399441055744.0) - 6755399441055744.0, v)
+        rounded = tl.where(rounded == 0.0, v * 0.0, rounded)  # -0.4 rounds to -0, as nearbyint
+        out = rounded.to(tl.float32) * INV
+        out = tl.where(out < LO, LO, out)  # comparisons keep NaN, as qtorch's clamp
+        return tl.where(out > HI, HI, out)
+
+    @triton.jit
+    def _q(x, r, STOCH: tl.constexpr, FAM: tl.constexpr, P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr,
+           P3: tl.constexpr, P4: tl.constexpr, P5: tl.constexpr, P6: tl.constexpr):
+        if FAM == 0:
+            y = _float_q(x, r, STOCH, P0, P1, P2, P3, P4, P5, P6)
+        elif FAM == 1:
+            y = _fixed_q(x, r, STOCH, P0, P1, P2, P3)
+        else:
+            y = x
+        return y
+
+    @triton.jit(do_not_specialize=["seed"])
+    def _elementwise_kernel(x_ptr, out_ptr, n, seed, BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr, FAM: tl.constexpr,
+                            P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, P4: tl.constexpr,
+                            P5: tl.constexpr, P6: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        m = offs < n
+        x = tl.load(x_ptr + offs, mask=m, other=0.0)
+        if STOCH:
+            r = tl.randint(seed, offs).to(tl.int32, bitcast=True)
+        else:
+            r = offs
+        tl.store(out_ptr + offs, _q(x, r, STOCH, FAM, P0, P1, P2, P3, P4, P5, P6), mask=m)
+
+    @triton.jit(do_not_specialize=["seed"])
+    def _block_kernel(x_ptr, out_ptr, max_ptr, seg_ptr, n, row, seed, BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr,
+                      HAS_SEG: tl.constexpr, WL: tl.constexpr, MASK: tl.constexpr, HALF: tl.constexpr,
+                      MAX_MAN: tl.constexpr, TOP: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        m = offs < n
+        x = tl.load(x_ptr + offs, mask=m, other=0.0)
+        if HAS_SEG:
+            seg = tl.load(seg_ptr + offs, mask=m, other=0)
+        else:
+            seg = offs // row
+        mb = tl.load(max_ptr + seg, mask=m, other=0.0).to(tl.int32, bitcast=True) & 0x7F800000
+        if STOCH:
+            r0, r1, r2, r3 = tl.randint4x(seed, offs)
+            k = tl.maximum(mb >> 23, 1) - (125 + WL)
+            step = ((k + 1023).to(tl.int64) << 52).to(tl.float64, bitcast=True)
+            y = x.to(tl.float64) / step
+            lower = tl.floor(y)
+            u = (((r0 >> 5) & 0x7FFFFFF).to(tl.float64) * 67108864.0 + ((r1 >> 6) & 0x3FFFFFF).to(tl.float64)) * 1.1102230246251565e-16
+            k2 = lower + tl.where(u < (y - lower), 1.0, 0.0)
+            k2 = tl.where(k2 < -TOP, -TOP, k2)
+            k2 = tl.where(k2 > TOP, TOP, k2)
+            out = (k2 * step).to(tl.float32)
+        else:
+            base = mb.to(tl.float32, bitcast=True) * 6.0
+            q = (((x + base).to(tl.int32, bitcast=True) + HALF) & ~MASK).to(tl.float32, bitcast=True) - base
+            qb = q.to(tl.int32, bitcast=True)
+            over = (qb & 0x7F800000) > mb
+            out = tl.where(over, (qb ^ (qb & 0x7FFFFFFF)) | mb | MAX_MAN, qb).to(tl.float32, bitcast=True)
+        tl.store(out_ptr + offs, out, mask=m)
+
+    @triton.jit(do_not_specialize=["seed", "lr", "wd", "mom", "gscale"])
+    def _sgd_lp_kernel(w_ptr, acc_ptr, g_ptr, buf_ptr, n, seed, lr, wd, mom, gscale,
+                       BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr, FIRST: tl.constexpr, HAS_MOM: tl.constexpr,
+                       LF: tl.constexpr, L0: tl.constexpr, L1: tl.constexpr, L2: tl.constexpr, L3: tl.constexpr,
+                       L4: tl.constexpr, L5: tl.constexpr, L6: tl.constexpr,
+                       HF: tl.constexpr, H0: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr, H3: tl.constexpr,
+                       H4: tl.constexpr, H5: tl.constexpr, H6: tl.constexpr):
+        """qtorch's OptimLP over torch's SGD, for every parameter at once (flat buffers):
+        g = low(g * gscale); d = g + wd * acc; buf = d (first step) or mom * buf + d; acc -= lr * buf;
+        acc = high(acc); w = low(acc); buf = high(buf)."""
+        offs = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+        m = offs < n
+        if STOCH:
+            r0, r1, r2, r3 = tl.randint4x(seed, offs)
+            r0 = r0.to(tl.int32, bitcast=True)
+            r1 = r1.to(tl.int32, bitcast=True)
+            r2 = r2.to(tl.int32, bitcast=True)
+            r3 = r3.to(tl.int32, bitcast=True)
+        else:
+            r0 = offs
+            r1 = offs
+            r2 = offs
+            r3 = offs
+        g = tl.load(g_ptr + offs, mask=m, other=0.0) * gscale
+        g = _q(g, r0, STOCH, LF, L0, L1, L2, L3, L4, L5, L6)
+        tl.store(g_ptr + offs, g, mask=m)
+        acc = tl.load(acc_ptr + offs, mask=m, other=0.0)
+        d = g + acc * wd
+        if HAS_MOM:
+            if FIRST:
+                buf = d
+            else:
+                buf = tl.load(buf_ptr + offs, mask=m, other=0.0) * mom + d
+            acc = acc + buf * (-lr)
+            tl.store(buf_ptr + offs, _q(buf, r3, STOCH, HF, H0, H1, H2, H3, H4, H5, H6), mask=m)
+        else:
+            acc = acc + d * (-lr)
+        acc = _q(acc, r1, STOCH, HF, H0, H1, H2, H3, H4, H5, H6)
+        tl.store(acc_ptr + offs, acc, mask=m)
+        tl.store(w_ptr + offs, _q(acc, r2, STOCH, LF, L0, L1, L2, L3, L4, L5, L6), mask=m)
+
+
+def _grid(n: int) -> tuple[int]:
+    return ((n + BLOCK - 1) // BLOCK,)
+
+
+def _launch_options() -> dict:
+    # No fused multiply-add: products are rounded before they are added, as torch's kernels do.
+    return {} if interpreted() else {"enable_fp_fusion": False}
+
+
+def _device_guard(x: torch.Tensor):
+    if x.is_cuda and x.device.index != torch.cuda.current_device():
+        return torch.cuda.device(x.device)
+    return None
+
+
+def elementwise_quantize(x: torch.Tensor, spec: ElementwiseSpec, *, stochastic: bool, seed: int = 0) -> torch.Tensor:
+    """`x` (float32) quantized to a float or fixed format in one launch, as a new tensor."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return out
+    guard = _device_guard(x)
+    if guard is not None:
+        with guard:
+            return elementwise_quantize(x, spec, stochastic=stochastic, seed=seed)
+    params = dict(zip(("P0", "P1", "P2", "P3", "P4", "P5", "P6"), spec.params))
+    _elementwise_kernel[_grid(n)](x, out, n, seed, BLOCK_SIZE=BLOCK, STOCH=stochastic, FAM=spec.fam, **params,
+                                  **_launch_options())
+    return out
+
+
+def float_quantize(x: torch.Tensor, exp: int, man: int, *, stochastic: bool, seed: int = 0) -> torch.Tensor:
+    """`x` rounded to eXmY (qtorch's semantics)."""
+    return elementwise_quantize(x, ElementwiseSpec.float_(exp, man), stochastic=stochastic, seed=seed)
+
+
+def fixed_point_quantize(x: torch.Tensor, wl: int, fl: int, *, stochastic: bool, seed: int = 0) -> torch.Tensor:
+    """`x` rounded to fixed point (wl bits, fl fractional), clamped to its range."""
+    return elementwise_quantize(x, ElementwiseSpec.fixed(wl, fl), stochastic=stochastic, seed=seed)
+
+
+def block_quantize(
+    x: torch.Tensor,
+    wl: int,
+    *,
+    stochastic: bool,
+    seed: int = 0,
+    rows: int = 1,
+    segments: torch.Tensor | None = None,
+    n_segments: int | None = None,
+) -> torch.Tensor:
+    """`x` rounded to wl-bit block floating point.
+
+    One shared exponent for the whole tensor (rows=1), one per row of a (rows, -1) view (qtorch's
+    dim=0), or one per segment where `segments` (int32, shaped like x) gives each element's segment
+    in 0..n_segments-1 (the parameters of a flat optimizer buffer).
+    """
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return out
+    guard = _device_guard(x)
+    if guard is not None:
+        with guard:
+            return block_quantize(x, wl, stochastic=stochastic, seed=seed, rows=rows, segments=segments, n_segments=n_segments)
+    if segments is None:
+        maxima = x.view(rows, -1).abs().amax(dim=1)
+        seg, row = maxima, n // rows  # seg_ptr is unused without HAS_SEG
+    else:
+        maxima = torch.zeros(n_segments, dtype=x.dtype, device=x.device)
+        maxima.scatter_reduce_(0, segments.view(-1).long(), x.view(-1).abs(), reduce="amax", include_self=True)
+        seg, row = segments, 1
+    mask = (1 << (23 - wl)) - 1
+    half = 1 << (22 - wl) if wl < 23 else 0
+    max_man = (0x7FFFFF >> (25 - wl)) << (25 - wl)
+    _block_kernel[_grid(n)](x, out, maxima, seg, n, row, seed, BLOCK_SIZE=BLOCK, STOCH=stochastic,
+                            HAS_SEG=segments is not None, WL=wl, MASK=mask, HALF=half, MAX_MAN=max_man,
+                            TOP=float(2 ** (wl - 1) - 1), **_launch_options())
+    return out
+
+
+def sgd_lp_step(
+    *,
+    weights: torch.Tensor,
+    acc: torch.Tensor,
+    grads: torch.Tensor,
+    momentum_buffer: torch.Tensor,
+    low: ElementwiseSpec,
+    high: ElementwiseSpec,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    grad_scale: float,
+    first: bool,
+    stochastic: bool,
+    seed: int = 0,
+) -> None:
+    """One low-precision SGD step over flat float32 buffers, in place, in one launch (see _sgd_lp_kernel)."""
+    n = weights.numel()
+    if n == 0:
+        return
+    guard = _device_guard(weights)
+    if guard is not None:
+        with guard:
+            return sgd_lp_step(weights=weights, acc=acc, grads=grads, momentum_buffer=momentum_buffer, low=low, high=high,
+                               lr=lr, weight_decay=weight_decay, momentum=momentum, grad_scale=grad_scale, first=first,
+                               stochastic=stochastic, seed=seed)
+    _sgd_lp_kernel[_grid(n)](
+        weights, acc, grads, momentum_buffer, n, seed, float(lr), float(weight_decay), float(momentum), float(grad_scale),
+        BLOCK_SIZE=BLOCK, STOCH=stochastic, FIRST=first, HAS_MOM=momentum != 0,
+        LF=low.fam, L0=low.params[0], L1=low.params[1], L2=low.params[2], L3=low.params[3], L4=low.params[4],
+        L5=low.params[5], L6=low.params[6],
+        HF=high.fam, H0=high.params[0], H1=high.params[1], H2=high.params[2], H3=high.params[3], H4=high.params[4],
+        H5=high.params[5], H6=high.params[6],
+        **_launch_options(),
+    )
