@@ -9,8 +9,10 @@ loss becomes NaN or inf stops early and is reported as `diverged`, never raised.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from dataclasses import dataclass, replace
 
 import torch
@@ -21,6 +23,8 @@ from peppp.errors import PepppError
 from peppp.formats import PrecisionConfig, parse_config
 from peppp.memory import model_memory_mb
 from peppp.training.datasets import Dataset, load_dataset, train_loader
+from peppp.training.graphs import CapturedStep
+from peppp.training.quant.triton_kernels import device_counter
 from peppp.training.networks import build_network
 from peppp.training.quantizers import make_optimizer, make_quantizer_factory
 from peppp.training.recipes import Recipe, get_recipe
@@ -30,6 +34,8 @@ BACKENDS = ("fast", "qtorch")
 DEVICES = ("auto", "cpu", "cuda")
 # On a GPU the loss is read back (a host synchronisation) once per this many steps, not every step.
 GPU_LOSS_CHECK_EVERY = 50
+# Eager steps before a step is captured as a CUDA graph (kernels compiled, cuDNN's choices made).
+GRAPH_WARMUP_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,18 @@ def test_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size
     return 1.0 - correct / len(y)
 
 
+def _capture_or_none(captured: CapturedStep, xb: torch.Tensor, yb: torch.Tensor) -> CapturedStep | None:
+    """Capture the step, or None (with a warning) where this GPU or build cannot: training goes on eagerly."""
+    try:
+        captured.capture(xb, yb)
+        return captured
+    except RuntimeError as exc:  # a capture error leaves nothing half-done: the step runs eagerly
+        torch.cuda.synchronize()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        warnings.warn(f"peppp: CUDA graph capture failed ({first}); training this cell eagerly", RuntimeWarning, stacklevel=2)
+        return None
+
+
 def _read_losses(pending: list[tuple[torch.Tensor, int]]) -> list[float]:
     """The losses as floats: one read back (one host synchronisation on a GPU) for all of them."""
     if len(pending) == 1:
@@ -120,29 +138,37 @@ def train_cell(
     backend: str = "fast",
     device: str | torch.device | None = None,
     threads: int | None = 1,
+    cuda_graphs: bool | None = None,
     return_model: bool = False,
 ) -> CellResult | TrainedCell:
     """Train `dataset` under `config` with `recipe` and return its test error and analytic memory.
 
+    `device`: `auto` (default; CUDA where torch sees a GPU), `cpu`, `cuda` or `cuda:N`.
     `threads` sets torch's CPU threads for this training (restored afterwards); one thread per cell
     and one cell per core beats one cell on all cores (the quantizers' and small convolutions'
     threading overhead dominates). None leaves torch's setting alone.
+    `cuda_graphs`: on a GPU, replay each full batch's step from a CUDA graph captured after
+    `GRAPH_WARMUP_STEPS` eager steps (see `peppp.training.graphs`); None (default) does so where the
+    step is the fused low-precision one. Each cell on a GPU runs on a CUDA stream of its own, so cells
+    trained by several threads of one process overlap on the GPU.
     """
     if threads is None:
         return _train_cell(dataset, config, recipe=recipe, network=network, epochs=epochs, seed=seed,
-                           rounding=rounding, backend=backend, device=device, return_model=return_model)
+                           rounding=rounding, backend=backend, device=device, cuda_graphs=cuda_graphs,
+                           return_model=return_model)
     if threads < 1:
         raise PepppError(f"threads must be >= 1 or None, got {threads}")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         return _train_cell(dataset, config, recipe=recipe, network=network, epochs=epochs, seed=seed,
-                           rounding=rounding, backend=backend, device=device, return_model=return_model)
+                           rounding=rounding, backend=backend, device=device, cuda_graphs=cuda_graphs,
+                           return_model=return_model)
     finally:
         torch.set_num_threads(before)
 
 
-def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, backend, device, return_model):
+def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, backend, device, cuda_graphs, return_model):
     if rounding not in ROUNDINGS:
         raise PepppError(f"rounding {rounding!r} is not one of {', '.join(ROUNDINGS)}")
     if backend not in BACKENDS:
@@ -151,9 +177,20 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
     cfg = parse_config(config) if isinstance(config, str) else config
     rec = get_recipe(recipe).with_overrides(network=network, epochs=epochs, seed=seed)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, seed=rec.seed, max_train=rec.max_train)
-    if dev.type == "cuda":  # the whole training split on the GPU once: batches are gathered there
+    if dev.type != "cuda":
+        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=False,
+                      name=dataset if isinstance(dataset, str) else data.name, return_model=return_model)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.cuda.device(dev))
+        stack.enter_context(torch.cuda.stream(torch.cuda.Stream(dev)))
+        # the training split on the GPU once: batches are gathered there
         data = replace(data, x_train=data.x_train.to(dev), y_train=data.y_train.to(dev))
+        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=cuda_graphs,
+                      name=dataset if isinstance(dataset, str) else data.name, return_model=return_model)
 
+
+def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, *, rounding: str, backend: str,
+           cuda_graphs: bool | None, name: str, return_model: bool):
     torch.manual_seed(rec.seed)
     model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend).to(dev)
     memory_mb = model_memory_mb(
@@ -189,36 +226,57 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
     # losses stay on the device and are read back every GPU_LOSS_CHECK_EVERY steps and at each
     # epoch's end, so a diverged cell may train that many steps more before it stops.
     check_every = 1 if dev.type == "cpu" else GPU_LOSS_CHECK_EVERY
+    fused = getattr(optimizer, "fused", False)
+    if cuda_graphs is None:
+        cuda_graphs = dev.type == "cuda" and fused
+    elif cuda_graphs and not (dev.type == "cuda" and fused):
+        raise PepppError("CUDA graphs need a GPU and the fused low-precision step (backend fast, float or fixed formats)")
+    counter, captured = None, None
+    if cuda_graphs:
+        counter = torch.zeros((), dtype=torch.int64, device=dev)
+        optimizer.use_lr_tensor()
+        captured = CapturedStep(model, optimizer, criterion, loss_scale=loss_scale, counter=counter)
     status, message, final_loss = "ok", "", float("nan")
     start = time.perf_counter()
     model.train()
-    for epoch in range(rec.epochs):
-        total, count = 0.0, 0
-        pending: list[tuple[torch.Tensor, int]] = []
-        batches = train_loader(data, batch_size=rec.batch_size, seed=rec.seed + epoch)
-        for step, (xb, yb) in enumerate(batches, start=1):
-            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(xb), yb)
-            pending.append((loss.detach(), len(yb)))
-            if check_every == 1 or step % check_every == 0 or step == len(batches):
-                values, sizes = _read_losses(pending), [n for _, n in pending]
-                pending = []
-                value = next((v for v in values if not math.isfinite(v)), None)
-                if value is not None:
-                    status, message = "diverged", f"loss became {value} in epoch {epoch + 1}"
-                    break
-                for v, n in zip(values, sizes):
-                    total += v * n
-                    count += n
-            (loss * loss_scale).backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-        if status == "diverged":
-            final_loss = value
-            break
-        final_loss = total / max(count, 1)
+    eager_steps = 0
+    with device_counter(counter) if counter is not None else contextlib.nullcontext():
+        for epoch in range(rec.epochs):
+            total, count = 0.0, 0
+            pending: list[tuple[torch.Tensor, int]] = []
+            batches = train_loader(data, batch_size=rec.batch_size, seed=rec.seed + epoch)
+            for step, (xb, yb) in enumerate(batches, start=1):
+                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+                stepped = False
+                if captured is not None and len(yb) == rec.batch_size and eager_steps >= GRAPH_WARMUP_STEPS:
+                    if not captured.ready:
+                        captured = _capture_or_none(captured, xb, yb)
+                    if captured is not None:
+                        loss, stepped = captured.replay(xb, yb), True
+                if not stepped:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = criterion(model(xb), yb)
+                pending.append((loss.detach(), len(yb)))
+                if check_every == 1 or step % check_every == 0 or step == len(batches):
+                    values, sizes = _read_losses(pending), [n for _, n in pending]
+                    pending = []
+                    value = next((v for v in values if not math.isfinite(v)), None)
+                    if value is not None:
+                        status, message = "diverged", f"loss became {value} in epoch {epoch + 1}"
+                        break
+                    for v, n in zip(values, sizes):
+                        total += v * n
+                        count += n
+                if not stepped:
+                    (loss * loss_scale).backward()
+                    optimizer.step()
+                    eager_steps += 1
+                if scheduler is not None:
+                    scheduler.step()
+            if status == "diverged":
+                final_loss = value
+                break
+            final_loss = total / max(count, 1)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     train_seconds = time.perf_counter() - start
@@ -226,7 +284,7 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
     error = test_error(model, data.x_test, data.y_test)
     result = CellResult(
         # The name the caller asked for keys the cell (the recipe already records the sample cap).
-        dataset=dataset if isinstance(dataset, str) else data.name,
+        dataset=name,
         config=str(cfg),
         recipe=rec.name,
         network=rec.network,

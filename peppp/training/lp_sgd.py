@@ -99,6 +99,7 @@ class LowPrecisionSGD(torch.optim.Optimizer):
         for p, (o, n) in zip(params, self._slices):
             self.weight_acc[p] = self.acc[o : o + n].view_as(p)
         self._params = params
+        self.lr_tensor: torch.Tensor | None = None  # set by use_lr_tensor (CUDA graphs)
         self._steps = 0
         self._seed_base: int | None = None
         low_spec, high_spec = _elementwise_spec(low), _elementwise_spec(high)
@@ -117,6 +118,18 @@ class LowPrecisionSGD(torch.optim.Optimizer):
     def _expose_state(self) -> None:
         for p, (o, n) in zip(self._params, self._slices):
             self.state[p]["momentum_buffer"] = self.momentum_buffer[o : o + n].view_as(p)
+
+    def use_lr_tensor(self) -> None:
+        """Read the learning rate from a device scalar (kept by `sync_lr`), not a launch argument: a
+        step captured in a CUDA graph then follows the schedule. Only the fused step supports it."""
+        if not self.fused:
+            raise PepppError("only the fused step reads its learning rate from the device")
+        self.lr_tensor = torch.full((), float(self.param_groups[0]["lr"]), dtype=torch.float32, device=self.weights.device)
+
+    def sync_lr(self) -> None:
+        """Copy the group's learning rate (a scheduler may have changed it) into `lr_tensor`."""
+        if self.lr_tensor is not None:
+            self.lr_tensor.fill_(float(self.param_groups[0]["lr"]))
 
     def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: ARG002 - the views must stay
         """Zero the gradient buffer in place (one launch)."""
@@ -151,13 +164,16 @@ class LowPrecisionSGD(torch.optim.Optimizer):
         first = self._steps == 0
         self._gather_replaced_grads()
         if self.fused:
+            capturing = self.weights.is_cuda and torch.cuda.is_current_stream_capturing()
+            if self.lr_tensor is not None and not capturing:
+                self.sync_lr()  # an eager step between replays (a last, smaller batch) reads the scheduled lr too
             if self._seed_base is None:
                 self._seed_base = int(torch.randint(0, 2**62, (1,)))
             triton_kernels.sgd_lp_step(
                 weights=self.weights, acc=self.acc, grads=self.grads, momentum_buffer=self.momentum_buffer,
                 low=self._specs[0], high=self._specs[1], lr=lr, weight_decay=wd, momentum=momentum,
                 grad_scale=self.grad_scale, first=first, stochastic=self.rounding == "stochastic",
-                seed=triton_kernels.next_seed(self._seed_base, self._steps),
+                seed=triton_kernels.next_seed(self._seed_base, self._steps), lr_tensor=self.lr_tensor,
             )
         else:
             g = self.grads

@@ -231,3 +231,33 @@ def test_fused_step_is_refused_for_block_formats():
     cfg = parse_config("block8/e8m7")
     with pytest.raises(PepppError, match="fused"):
         LowPrecisionSGD([nn.Parameter(torch.randn(3))], lr=0.1, low=cfg.low, high=cfg.high, fused=True)
+
+
+def test_device_counter_changes_the_draws_without_a_new_host_seed():
+    """What a CUDA graph replays: the same launch arguments, a counter on the device that moves on."""
+    x = on_device(torch.randn(5000))
+    counter = on_device(torch.zeros((), dtype=torch.int64))
+    seed = triton_kernels.next_seed(123, 1)
+    with triton_kernels.device_counter(counter):
+        a = triton_kernels.float_quantize(x, 5, 2, stochastic=True, seed=seed)
+        counter.add_(1)
+        b = triton_kernels.float_quantize(x, 5, 2, stochastic=True, seed=seed)
+        counter.sub_(1)
+        c = triton_kernels.float_quantize(x, 5, 2, stochastic=True, seed=seed)
+    assert triton_kernels.active_counter() is None
+    assert not torch.equal(a, b) and torch.equal(a, c)
+    assert seed >= 2**62  # always an int64 launch argument: no second compilation for small seeds
+
+
+def test_fused_step_reads_the_learning_rate_from_the_device_when_asked():
+    from peppp.training.lp_sgd import LowPrecisionSGD
+
+    cfg = parse_config("e5m2/e8m7")
+    p = nn.Parameter(on_device(torch.ones(100)))
+    opt = LowPrecisionSGD([p], lr=0.5, low=cfg.low, high=cfg.high, rounding="nearest", fused=True)
+    opt.use_lr_tensor()
+    opt.param_groups[0]["lr"] = 0.25  # a scheduler's change, synced before the step
+    opt.zero_grad()
+    p.grad.fill_(1.0)
+    opt.step()
+    assert torch.equal(p.detach().cpu(), torch.full((100,), 0.75))

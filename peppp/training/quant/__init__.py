@@ -134,13 +134,16 @@ def _float_fn(exp: int, man: int, rounding: str, backend: str, seed: int | None)
         _no_seed_for_qtorch(seed)
         qq = _qtorch_quant()
         return lambda x: qq.float_quantize(x, exp, man, rounding=rounding)
-    ext = load_extension() if backend == "fast" else None
     stochastic = rounding == "stochastic"
     gpu = _TritonCall(triton_kernels.ElementwiseSpec.float_(exp, man), stochastic, seed) if backend == "fast" else None
+    cpu: list = []  # the C++ kernels, loaded (built once) on the first CPU tensor: a GPU run never needs them
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if gpu is not None and x.is_cuda:
             return gpu(x)
+        if backend == "fast" and x.device.type == "cpu" and not cpu:
+            cpu.append(load_extension())
+        ext = cpu[0] if cpu else None
         if ext is not None and x.device.type == "cpu":
             if stochastic:
                 return ext.float_quantize_stochastic(x, exp, man, seed)

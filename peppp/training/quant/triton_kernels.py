@@ -16,7 +16,10 @@ so a seed drawn from torch's generator reproduces a run. The format's bits are c
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +37,9 @@ AVAILABLE = triton is not None
 BLOCK = 1024
 _GOLDEN = 0x9E3779B97F4A7C15
 _SEED_MASK = (1 << 63) - 1
+_SEED_HIGH = 1 << 62  # every drawn seed >= 2^62: always an int64 argument, never a recompile for int32
+# A step counter read on the device mixes into the seed by this odd multiplier (< 2^63: an int64 constant).
+_COUNTER_MIX = 0x5851F42D4C957F2D
 
 FAM_FLOAT, FAM_FIXED, FAM_IDENTITY = 0, 1, 3
 
@@ -72,8 +78,29 @@ class ElementwiseSpec:
 
 
 def next_seed(base: int, count: int) -> int:
-    """The Philox seed of call `count` of a quantizer whose base seed is `base` (63-bit, never negative)."""
-    return (base + count * _GOLDEN) & _SEED_MASK
+    """The Philox seed of call `count` of a quantizer whose base seed is `base` (in [2^62, 2^63))."""
+    return ((base + count * _GOLDEN) & _SEED_MASK) | _SEED_HIGH
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def device_counter(counter: torch.Tensor) -> Iterator[torch.Tensor]:
+    """While active (in this thread), stochastic kernels add `counter` (an int64 scalar on the device,
+    read by the kernel) to their seed: what a CUDA graph needs, since a captured launch replays the same
+    host arguments. The training loop increments the counter once per step (inside the graph)."""
+    previous = getattr(_local, "counter", None)
+    _local.counter = counter
+    try:
+        yield counter
+    finally:
+        _local.counter = previous
+
+
+def active_counter() -> torch.Tensor | None:
+    """The device step counter of `device_counter` in this thread, or None."""
+    return getattr(_local, "counter", None)
 
 
 if AVAILABLE:
@@ -138,22 +165,30 @@ if AVAILABLE:
             y = x
         return y
 
+    @triton.jit
+    def _seed_of(seed, counter_ptr, HAS_COUNTER: tl.constexpr):
+        if HAS_COUNTER:
+            s = seed + tl.load(counter_ptr) * 0x5851F42D4C957F2D
+        else:
+            s = seed
+        return s
+
     @triton.jit(do_not_specialize=["seed"])
-    def _elementwise_kernel(x_ptr, out_ptr, n, seed, BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr, FAM: tl.constexpr,
-                            P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, P4: tl.constexpr,
-                            P5: tl.constexpr, P6: tl.constexpr):
+    def _elementwise_kernel(x_ptr, out_ptr, n, seed, counter_ptr, BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr,
+                            HAS_COUNTER: tl.constexpr, FAM: tl.constexpr, P0: tl.constexpr, P1: tl.constexpr,
+                            P2: tl.constexpr, P3: tl.constexpr, P4: tl.constexpr, P5: tl.constexpr, P6: tl.constexpr):
         offs = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         m = offs < n
         x = tl.load(x_ptr + offs, mask=m, other=0.0)
         if STOCH:
-            r = tl.randint(seed, offs).to(tl.int32, bitcast=True)
+            r = tl.randint(_seed_of(seed, counter_ptr, HAS_COUNTER), offs).to(tl.int32, bitcast=True)
         else:
             r = offs
         tl.store(out_ptr + offs, _q(x, r, STOCH, FAM, P0, P1, P2, P3, P4, P5, P6), mask=m)
 
     @triton.jit(do_not_specialize=["seed"])
-    def _block_kernel(x_ptr, out_ptr, max_ptr, seg_ptr, n, row, seed, BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr,
-                      HAS_SEG: tl.constexpr, WL: tl.constexpr, MASK: tl.constexpr, HALF: tl.constexpr,
+    def _block_kernel(x_ptr, out_ptr, max_ptr, seg_ptr, n, row, seed, counter_ptr, BLOCK_SIZE: tl.constexpr,
+                      STOCH: tl.constexpr, HAS_COUNTER: tl.constexpr, HAS_SEG: tl.constexpr, WL: tl.constexpr, MASK: tl.constexpr, HALF: tl.constexpr,
                       MAX_MAN: tl.constexpr, TOP: tl.constexpr):
         offs = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         m = offs < n
@@ -164,7 +199,7 @@ if AVAILABLE:
             seg = offs // row
         mb = tl.load(max_ptr + seg, mask=m, other=0.0).to(tl.int32, bitcast=True) & 0x7F800000
         if STOCH:
-            r0, r1, r2, r3 = tl.randint4x(seed, offs)
+            r0, r1, r2, r3 = tl.randint4x(_seed_of(seed, counter_ptr, HAS_COUNTER), offs)
             k = tl.maximum(mb >> 23, 1) - (125 + WL)
             step = ((k + 1023).to(tl.int64) << 52).to(tl.float64, bitcast=True)
             y = x.to(tl.float64) / step
@@ -183,8 +218,9 @@ if AVAILABLE:
         tl.store(out_ptr + offs, out, mask=m)
 
     @triton.jit(do_not_specialize=["seed", "lr", "wd", "mom", "gscale"])
-    def _sgd_lp_kernel(w_ptr, acc_ptr, g_ptr, buf_ptr, n, seed, lr, wd, mom, gscale,
-                       BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr, FIRST: tl.constexpr, HAS_MOM: tl.constexpr,
+    def _sgd_lp_kernel(w_ptr, acc_ptr, g_ptr, buf_ptr, n, seed, counter_ptr, lr, lr_ptr, wd, mom, gscale,
+                       BLOCK_SIZE: tl.constexpr, STOCH: tl.constexpr, HAS_COUNTER: tl.constexpr,
+                       LR_FROM_PTR: tl.constexpr, FIRST: tl.constexpr, HAS_MOM: tl.constexpr,
                        LF: tl.constexpr, L0: tl.constexpr, L1: tl.constexpr, L2: tl.constexpr, L3: tl.constexpr,
                        L4: tl.constexpr, L5: tl.constexpr, L6: tl.constexpr,
                        HF: tl.constexpr, H0: tl.constexpr, H1: tl.constexpr, H2: tl.constexpr, H3: tl.constexpr,
@@ -194,8 +230,12 @@ if AVAILABLE:
         acc = high(acc); w = low(acc); buf = high(buf)."""
         offs = tl.program_id(0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
         m = offs < n
+        if LR_FROM_PTR:
+            step_lr = tl.load(lr_ptr)
+        else:
+            step_lr = lr
         if STOCH:
-            r0, r1, r2, r3 = tl.randint4x(seed, offs)
+            r0, r1, r2, r3 = tl.randint4x(_seed_of(seed, counter_ptr, HAS_COUNTER), offs)
             r0 = r0.to(tl.int32, bitcast=True)
             r1 = r1.to(tl.int32, bitcast=True)
             r2 = r2.to(tl.int32, bitcast=True)
@@ -215,10 +255,10 @@ if AVAILABLE:
                 buf = d
             else:
                 buf = tl.load(buf_ptr + offs, mask=m, other=0.0) * mom + d
-            acc = acc + buf * (-lr)
+            acc = acc + buf * (-step_lr)
             tl.store(buf_ptr + offs, _q(buf, r3, STOCH, HF, H0, H1, H2, H3, H4, H5, H6), mask=m)
         else:
-            acc = acc + d * (-lr)
+            acc = acc + d * (-step_lr)
         acc = _q(acc, r1, STOCH, HF, H0, H1, H2, H3, H4, H5, H6)
         tl.store(acc_ptr + offs, acc, mask=m)
         tl.store(w_ptr + offs, _q(acc, r2, STOCH, LF, L0, L1, L2, L3, L4, L5, L6), mask=m)
@@ -251,7 +291,9 @@ def elementwise_quantize(x: torch.Tensor, spec: ElementwiseSpec, *, stochastic: 
         with guard:
             return elementwise_quantize(x, spec, stochastic=stochastic, seed=seed)
     params = dict(zip(("P0", "P1", "P2", "P3", "P4", "P5", "P6"), spec.params))
-    _elementwise_kernel[_grid(n)](x, out, n, seed, BLOCK_SIZE=BLOCK, STOCH=stochastic, FAM=spec.fam, **params,
+    counter = active_counter() if stochastic else None
+    _elementwise_kernel[_grid(n)](x, out, n, seed, x if counter is None else counter, BLOCK_SIZE=BLOCK,
+                                  STOCH=stochastic, HAS_COUNTER=counter is not None, FAM=spec.fam, **params,
                                   **_launch_options())
     return out
 
@@ -301,8 +343,9 @@ def block_quantize(
     mask = (1 << (23 - wl)) - 1
     half = 1 << (22 - wl) if wl < 23 else 0
     max_man = (0x7FFFFF >> (25 - wl)) << (25 - wl)
-    _block_kernel[_grid(n)](x, out, maxima, seg, n, row, seed, BLOCK_SIZE=BLOCK, STOCH=stochastic,
-                            HAS_SEG=segments is not None, WL=wl, MASK=mask, HALF=half, MAX_MAN=max_man,
+    counter = active_counter() if stochastic else None
+    _block_kernel[_grid(n)](x, out, maxima, seg, n, row, seed, x if counter is None else counter, BLOCK_SIZE=BLOCK,
+                            STOCH=stochastic, HAS_COUNTER=counter is not None, HAS_SEG=segments is not None, WL=wl, MASK=mask, HALF=half, MAX_MAN=max_man,
                             TOP=float(2 ** (wl - 1) - 1), **_launch_options())
     return out
 
@@ -322,8 +365,12 @@ def sgd_lp_step(
     first: bool,
     stochastic: bool,
     seed: int = 0,
+    lr_tensor: torch.Tensor | None = None,
 ) -> None:
-    """One low-precision SGD step over flat float32 buffers, in place, in one launch (see _sgd_lp_kernel)."""
+    """One low-precision SGD step over flat float32 buffers, in place, in one launch (see _sgd_lp_kernel).
+
+    With `lr_tensor` (a float32 scalar on the device) the kernel reads the learning rate from it, so a
+    captured step follows a schedule; with `device_counter` active the seed mixes in the step counter."""
     n = weights.numel()
     if n == 0:
         return
@@ -332,10 +379,13 @@ def sgd_lp_step(
         with guard:
             return sgd_lp_step(weights=weights, acc=acc, grads=grads, momentum_buffer=momentum_buffer, low=low, high=high,
                                lr=lr, weight_decay=weight_decay, momentum=momentum, grad_scale=grad_scale, first=first,
-                               stochastic=stochastic, seed=seed)
+                               stochastic=stochastic, seed=seed, lr_tensor=lr_tensor)
+    counter = active_counter() if stochastic else None
     _sgd_lp_kernel[_grid(n)](
-        weights, acc, grads, momentum_buffer, n, seed, float(lr), float(weight_decay), float(momentum), float(grad_scale),
-        BLOCK_SIZE=BLOCK, STOCH=stochastic, FIRST=first, HAS_MOM=momentum != 0,
+        weights, acc, grads, momentum_buffer, n, seed, weights if counter is None else counter, float(lr),
+        weights if lr_tensor is None else lr_tensor, float(weight_decay), float(momentum), float(grad_scale),
+        BLOCK_SIZE=BLOCK, STOCH=stochastic, HAS_COUNTER=counter is not None, LR_FROM_PTR=lr_tensor is not None,
+        FIRST=first, HAS_MOM=momentum != 0,
         LF=low.fam, L0=low.params[0], L1=low.params[1], L2=low.params[2], L3=low.params[3], L4=low.params[4],
         L5=low.params[5], L6=low.params[6],
         HF=high.fam, H0=high.params[0], H1=high.params[1], H2=high.params[2], H3=high.params[3], H4=high.params[4],
