@@ -804,7 +804,9 @@ class TrainLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(self.dataset.n_train, generator=self._generator)
+        # drawn on the CPU (the same order on every device), gathered where the data lives: a training
+        # split on a GPU takes one copy of the order per epoch, none per batch
+        order = torch.randperm(self.dataset.n_train, generator=self._generator).to(self.dataset.x_train.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             rows = order[start : start + self.batch_size]
             yield self.dataset.x_train[rows], self.dataset.y_train[rows]
