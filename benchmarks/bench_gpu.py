@@ -9,14 +9,15 @@ In ONE run, on one CUDA GPU:
     (eager and CUDA graph), qtorch stochastic (its CUDA kernels and OptimLP); ratios to fp32 eager;
 (c) cells per hour of the paper recipe (ResNet-18, batch 32, 10 epochs of 50,000 32x32x3 images,
     10,000 test images), config e5m2/e8m7 stochastic, K = 1, 2, 4, 8 cells at once as processes and
-    as threads of one process (each cell on its own CUDA stream), with fp32 at K = 1 beside them.
+    as threads of one process (each cell on its own CUDA stream, as `peppp meta-train --cells-per-gpu`
+    runs them), with fp32 at K = 1 beside them.
     Each cell trains one epoch of --cell-images synthetic images through `train_cell`; its training
     time is scaled to 500,000 images (10 epochs x 50,000), the rest (set-up, capture, evaluation on
     10,000 images) is counted as measured.
 
 Without a CUDA GPU it says so and exits 0.
 
-    python benchmarks/bench_gpu.py [--json OUT.json] [--steps 30] [--rounds 3] [--cells 1,2,4,8]
+    python benchmarks/bench_gpu.py [--json OUT.json] [--steps 30] [--rounds 3] [--cells-plan ...] [--skip check,...]
 """
 
 from __future__ import annotations
@@ -334,10 +335,23 @@ def cells_per_hour(cells: list[dict], n_train: int) -> float | None:
     return len(cells) * 3600.0 / max(full)
 
 
-def bench_cells(results: dict, *, ks: list[int], n_train: int) -> None:
+def parse_plan(text: str) -> list[tuple[str, str, int]]:
+    """'fp32:process:1,e5m2/e8m7:thread:4' -> [(config, 'process' | 'thread', K), ...]."""
+    plan = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        config, how, k = item.rsplit(":", 2)
+        if how not in ("process", "thread"):
+            raise SystemExit(f"--cells-plan: {how!r} is not process or thread")
+        plan.append((config, how, int(k)))
+    return plan
+
+
+DEFAULT_PLAN = ",".join(["fp32:process:1"] + [f"{CONFIG}:{how}:{k}" for how in ("process", "thread") for k in (1, 2, 4, 8)])
+
+
+def bench_cells(results: dict, *, plan: list[tuple[str, str, int]], n_train: int) -> None:
     one_cell(CONFIG, 512)  # compile and cache every kernel before anything is timed
     rows = []
-    plan = [("fp32", "process", 1)] + [(CONFIG, "process", k) for k in ks] + [(CONFIG, "thread", k) for k in ks if k in (2, 4)]
     for config, how, k in plan:
         t0 = time.perf_counter()
         cells = run_processes(config, k, n_train) if how == "process" else run_threads(config, k, n_train)
@@ -352,8 +366,8 @@ def bench_cells(results: dict, *, ks: list[int], n_train: int) -> None:
         f"scaled from one epoch of {n_train} images)\n")
     log("| config | cells at once | as | cells/hour |\n|---|---|---|---|")
     for r in rows:
-        log(f"| {r['config']} | {r['k']} | {r['how']}es | {r['cells_per_hour']:.1f} |" if r["cells_per_hour"] else
-            f"| {r['config']} | {r['k']} | {r['how']}es | failed |")
+        log(f"| {r['config']} | {r['k']} | {r['how']}s | {r['cells_per_hour']:.1f} |" if r["cells_per_hour"] else
+            f"| {r['config']} | {r['k']} | {r['how']}s | failed |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--kernel-repeat", type=int, default=20)
-    parser.add_argument("--cells", default="1,2,4,8", help="K values for (c); empty to skip")
+    parser.add_argument("--cells-plan", default=DEFAULT_PLAN,
+                        help="cells at once for (c): CONFIG:process|thread:K,... (default: fp32 K=1, then K = 1, 2, 4, 8 both ways)")
     parser.add_argument("--cell-images", type=int, default=25_000)
     parser.add_argument("--skip", default="", help="comma list of parts to skip: check,kernels,steps,cells")
     args = parser.parse_args(argv)
@@ -382,11 +397,11 @@ def main(argv: list[str] | None = None) -> int:
                      "triton": triton.__version__, "config": CONFIG}
     log(f"{results['gpu']}, torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}")
     # cells first: it needs no qtorch, whose CUDA kernels may still be building (about 40 s) meanwhile
-    parts = [("cells", bench_cells, {"ks": [int(k) for k in args.cells.split(",") if k.strip()], "n_train": args.cell_images}),
+    parts = [("cells", bench_cells, {"plan": parse_plan(args.cells_plan), "n_train": args.cell_images}),
              ("check", check_nearest, {}), ("kernels", bench_kernels, {"repeat": args.kernel_repeat}),
              ("steps", bench_steps, {"steps": args.steps, "rounds": args.rounds, "warmup": args.warmup})]
     for name, fn, kwargs in parts:
-        if name in skip or (name == "cells" and not kwargs["ks"]):
+        if name in skip or (name == "cells" and not kwargs["plan"]):
             continue
         t0 = time.perf_counter()
         try:

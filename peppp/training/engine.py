@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from peppp.formats import PrecisionConfig, parse_config
 from peppp.memory import model_memory_mb
 from peppp.training.datasets import Dataset, load_dataset, train_loader
 from peppp.training.graphs import CapturedStep
-from peppp.training.quant.triton_kernels import device_counter
+from peppp.training.quant.triton_kernels import device_counter, seed_source
 from peppp.training.networks import build_network
 from peppp.training.quantizers import make_optimizer, make_quantizer_factory
 from peppp.training.recipes import Recipe, get_recipe
@@ -34,6 +35,7 @@ BACKENDS = ("fast", "qtorch")
 DEVICES = ("auto", "cpu", "cuda")
 # On a GPU the loss is read back (a host synchronisation) once per this many steps, not every step.
 GPU_LOSS_CHECK_EVERY = 50
+_INIT_LOCK = threading.Lock()
 # Eager steps before a step is captured as a CUDA graph (kernels compiled, cuDNN's choices made).
 GRAPH_WARMUP_STEPS = 3
 
@@ -113,7 +115,7 @@ def _capture_or_none(captured: CapturedStep, xb: torch.Tensor, yb: torch.Tensor)
         captured.capture(xb, yb)
         return captured
     except RuntimeError as exc:  # a capture error leaves nothing half-done: the step runs eagerly
-        torch.cuda.synchronize()
+        torch.cuda.current_stream().synchronize()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         warnings.warn(f"peppp: CUDA graph capture failed ({first}); training this cell eagerly", RuntimeWarning, stacklevel=2)
         return None
@@ -191,8 +193,17 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
 
 def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, *, rounding: str, backend: str,
            cuda_graphs: bool | None, name: str, return_model: bool):
-    torch.manual_seed(rec.seed)
-    model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend).to(dev)
+    if dev.type == "cpu":
+        torch.manual_seed(rec.seed)
+        model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend)
+    else:
+        # Cells in several threads share torch's default generator: seed and build under one lock, and
+        # seed only the CPU's (the weights are drawn there; reseeding the GPU's could break another
+        # thread's graph capture). The random seeds of the GPU kernels come from the cell's own source.
+        with _INIT_LOCK:
+            torch.default_generator.manual_seed(rec.seed)
+            model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend)
+        model = model.to(dev)
     memory_mb = model_memory_mb(
         cfg,
         rec.network,
@@ -240,7 +251,11 @@ def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, 
     start = time.perf_counter()
     model.train()
     eager_steps = 0
-    with device_counter(counter) if counter is not None else contextlib.nullcontext():
+    with contextlib.ExitStack() as rng:
+        if dev.type == "cuda":
+            rng.enter_context(seed_source(torch.Generator().manual_seed(rec.seed)))
+        if counter is not None:
+            rng.enter_context(device_counter(counter))
         for epoch in range(rec.epochs):
             total, count = 0.0, 0
             pending: list[tuple[torch.Tensor, int]] = []
@@ -278,7 +293,7 @@ def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, 
                 break
             final_loss = total / max(count, 1)
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+        torch.cuda.current_stream(dev).synchronize()  # this cell's stream only: other cells may be capturing
     train_seconds = time.perf_counter() - start
 
     error = test_error(model, data.x_test, data.y_test)

@@ -10,8 +10,15 @@ optimizer's device scalar, and the loss comes back as a device tensor (read back
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
+
+
+# One capture at a time per process: torch.cuda.graph synchronises the device and empties the cache
+# before it begins, which would break another thread's capture in progress.
+_CAPTURE_LOCK = threading.Lock()
 
 
 class CapturedStep:
@@ -32,13 +39,13 @@ class CapturedStep:
         self._x, self._y = xb.clone(), yb.clone()
         graph = torch.cuda.CUDAGraph()
         # thread_local: cells training in other threads of this process go on while this one captures
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with _CAPTURE_LOCK, torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.optimizer.zero_grad()
             loss = self.criterion(self.model(self._x), self._y)
             (loss * self.loss_scale).backward()
             self.optimizer.step()
             self.counter.add_(1)
-        self._loss = loss
+        self._loss = loss.detach()  # the output's memory, not the captured autograd graph
         self.graph = graph
 
     def replay(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:

@@ -168,7 +168,7 @@ class LowPrecisionSGD(torch.optim.Optimizer):
             if self.lr_tensor is not None and not capturing:
                 self.sync_lr()  # an eager step between replays (a last, smaller batch) reads the scheduled lr too
             if self._seed_base is None:
-                self._seed_base = int(torch.randint(0, 2**62, (1,)))
+                self._seed_base = triton_kernels.draw_base_seed()
             triton_kernels.sgd_lp_step(
                 weights=self.weights, acc=self.acc, grads=self.grads, momentum_buffer=self.momentum_buffer,
                 low=self._specs[0], high=self._specs[1], lr=lr, weight_decay=wd, momentum=momentum,

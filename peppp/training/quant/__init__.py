@@ -115,7 +115,7 @@ class _TritonCall:
         if self.seed is not None:
             return self.seed
         if self.base is None:
-            self.base = int(torch.randint(0, 2**62, (1,)))
+            self.base = triton_kernels.draw_base_seed()
         self.calls += 1
         return triton_kernels.next_seed(self.base, self.calls)
 

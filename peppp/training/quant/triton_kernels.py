@@ -98,6 +98,24 @@ def device_counter(counter: torch.Tensor) -> Iterator[torch.Tensor]:
         _local.counter = previous
 
 
+@contextlib.contextmanager
+def seed_source(generator: torch.Generator) -> Iterator[torch.Generator]:
+    """While active (in this thread), quantizers and the fused optimizer draw their base seeds from
+    `generator` instead of torch's default one: cells trained by several threads at once stay
+    reproducible."""
+    previous = getattr(_local, "generator", None)
+    _local.generator = generator
+    try:
+        yield generator
+    finally:
+        _local.generator = previous
+
+
+def draw_base_seed() -> int:
+    """A base seed from this thread's `seed_source`, else from torch's default generator."""
+    return int(torch.randint(0, 2**62, (1,), generator=getattr(_local, "generator", None)))
+
+
 def active_counter() -> torch.Tensor | None:
     """The device step counter of `device_counter` in this thread, or None."""
     return getattr(_local, "counter", None)
