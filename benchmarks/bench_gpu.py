@@ -200,14 +200,19 @@ def build_step(variant: str, *, network: str, width, batch: int, channels: int, 
             loss = criterion(model(xb), yb)
             loss.backward()
             opt.step()
-        return cuda_graph.replay
+        alive = (model, opt, xb, yb, loss)  # the graph writes into their memory: keep them
+
+        def replay():
+            cuda_graph.replay()
+            return alive
+
+        return replay
     opt.use_lr_tensor()
-    ctx = triton_kernels.device_counter(counter)
-    ctx.__enter__()  # stays active for this benchmark process
-    for _ in range(3):
-        eager()
-    step = CapturedStep(model, opt, criterion, loss_scale=loss_scale, counter=counter)
-    step.capture(xb, yb)
+    with triton_kernels.device_counter(counter):  # warm-up and capture as the engine does
+        for _ in range(3):
+            eager()
+        step = CapturedStep(model, opt, criterion, loss_scale=loss_scale, counter=counter)
+        step.capture(xb, yb)
     return lambda: step.replay(xb, yb)
 
 
