@@ -103,21 +103,43 @@ def claim_key(spec: CellSpec, recipe: str, role: str) -> str:
     retry_delay_seconds=TRAIN_RETRY_DELAY_S,
     cache_policy=NO_CACHE,
 )
-def train_cell_task(spec: CellSpec, recipe: str, claim: CellClaim | None = None) -> CellResult | None:
+def train_cell_task(
+    spec: CellSpec, recipe: str, claim: CellClaim | None = None, device: str = "auto"
+) -> CellResult | None:
     """Train one cell on one thread. Bad input (PepppError) fails at once, recorded and not retried;
     any other exception is taken as transient and retried, then recorded as failed by the caller.
 
     With a `claim`, None when another sweep holds the cell or has already logged it: nothing trained.
+    `device` as `peppp train --device`; with several GPUs a cell takes the least-used one of this
+    process (or, in a local Dask worker, the worker's).
     """
+    from peppp.training.devices import cell_device
     from peppp.training.engine import train_cell
 
     if claim is not None and not _take_claim(spec, recipe, claim):
         return None
     try:
-        # One thread per cell, one cell per core: more threads per cell only contend.
-        return train_cell(canonical_dataset(spec.dataset), spec.config, recipe=recipe, seed=spec.seed, threads=1)
+        with cell_device(device, worker_index=_dask_worker_index()) as dev:
+            # One thread per cell, one cell per core: more threads per cell only contend.
+            return train_cell(canonical_dataset(spec.dataset), spec.config, recipe=recipe, seed=spec.seed, threads=1,
+                              device=dev)
     except PepppError as exc:
         return failed_result(spec, recipe, str(exc))
+
+
+def _dask_worker_index() -> int | None:
+    """This process's index among a local Dask cluster's workers (their names are 0, 1, ...), else None."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return None
+    return name if isinstance(name, int) else None
 
 
 def _take_claim(spec: CellSpec, recipe: str, claim: CellClaim) -> bool:
@@ -171,6 +193,7 @@ def train_and_log(
     tracking_uri: str,
     progress: Callable[[LoggedCell], None] | None = None,
     claims: bool = False,
+    device: str = "auto",
 ) -> Iterator[LoggedCell]:
     """Submit every training to the flow's task runner and log each cell as soon as it is trained.
 
@@ -178,9 +201,10 @@ def train_and_log(
     sees one writer; a cell is in the store only once its run is complete (see `recover_orphans`).
     With `claims`, each training first takes its cell's claim (owner: `parent_run_id`) and a cell that
     another sweep holds or has logged is skipped (not yielded); the claim is released once logged.
+    `device` is where each cell trains (`train_cell_task`).
     """
     claim = CellClaim(experiment, role, parent_run_id, tracking_uri) if claims else None
-    futures = {train_cell_task.submit(spec, recipe, claim): spec for spec in specs}
+    futures = {train_cell_task.submit(spec, recipe, claim, device): spec for spec in specs}
     for future in as_completed(list(futures)):
         spec = futures[future]
         try:

@@ -16,11 +16,16 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_
 
 
 def task_runner(
-    *, dask_address: str | None = None, local_workers: int | None = None, threads: int = DEFAULT_THREADS
+    *,
+    dask_address: str | None = None,
+    local_workers: int | None = None,
+    threads: int = DEFAULT_THREADS,
+    threads_per_worker: int = 1,
 ):
-    """The task runner for a flow: `local_workers` -> a `LocalCluster` of that many one-thread worker
-    processes on 127.0.0.1; else `dask_address` (or $PEPPP_DASK_ADDRESS) -> that scheduler; else a
-    pool of `threads` threads in this process."""
+    """The task runner for a flow: `local_workers` -> a `LocalCluster` of that many worker processes
+    on 127.0.0.1 with `threads_per_worker` threads each (1 for CPU cells; K for K cells per GPU, worker
+    i training on GPU i modulo the GPUs); else `dask_address` (or $PEPPP_DASK_ADDRESS) -> that
+    scheduler; else a pool of `threads` threads in this process."""
     if local_workers is not None and dask_address:
         raise PepppError("give either a Dask scheduler address or a number of local Dask workers, not both")
     if local_workers is not None or dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip():
@@ -29,13 +34,15 @@ def task_runner(
     if local_workers is not None:
         if isinstance(local_workers, bool) or not isinstance(local_workers, int) or local_workers < 1:
             raise PepppError(f"local Dask workers {local_workers!r} must be a positive integer")
+        if isinstance(threads_per_worker, bool) or not isinstance(threads_per_worker, int) or threads_per_worker < 1:
+            raise PepppError(f"threads per Dask worker {threads_per_worker!r} must be a positive integer")
         from flows._dask import SharedApiDaskTaskRunner
 
         return SharedApiDaskTaskRunner(
             cluster_class="distributed.LocalCluster",
             cluster_kwargs={
                 "n_workers": local_workers,
-                "threads_per_worker": 1,
+                "threads_per_worker": threads_per_worker,
                 "processes": True,
                 "host": LOOPBACK,
                 "dashboard_address": None,

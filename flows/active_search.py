@@ -166,8 +166,9 @@ def active_search(
     register_frontier: bool = False,
     tracking_uri: str | None = None,
     progress: bool = False,
+    device: str = "auto",
 ) -> SearchSummary:
-    """Estimate the (memory, error) frontier of `dataset` from at most `n` trainings.
+    """Estimate the (memory, error) frontier of `dataset` from at most `n` trainings (on `device`).
 
     Each round picks up to `batch` configurations with the design `method` (within `cap_mb`, and
     within what is left of `budget_mb`, the total memory of the measurements), trains them in
@@ -221,7 +222,7 @@ def active_search(
                 by_config = dict(zip((s.config for s in specs), picks))
                 for cell in train_and_log(
                     specs, recipe=setup.recipe, experiment=meta_experiment, role="probe",
-                    parent_run_id=round_id, tracking_uri=uri,
+                    parent_run_id=round_id, tracking_uri=uri, device=device,
                 ):
                     index = by_config[cell.spec.config]
                     trained += 1

@@ -71,13 +71,16 @@ def meta_train(
     seeds: list[int] = [0],  # noqa: B006 - Prefect shows JSON defaults
     tracking_uri: str | None = None,
     progress: bool = False,
+    device: str = "auto",
 ) -> SweepSummary:
     """Train every cell of datasets x configs (x seeds) that the store does not hold yet.
 
     One parent run (kind `sweep`) per call with a child run (role `meta`) per cell. Trainings that
     raise are retried, then logged as failed; diverged cells are logged as such; the sweep goes on.
     Each training first claims its cell, so sweeps started at once over one store train each cell once.
-    The task runner is chosen by the caller: `meta_train.with_options(task_runner=flows._runner.task_runner(...))`.
+    The task runner is chosen by the caller: `meta_train.with_options(task_runner=flows._runner.task_runner(...))`;
+    its workers are the cells trained at once (on a GPU, K per GPU: `peppp meta-train --cells-per-gpu K`).
+    `device`: auto (a GPU where torch sees one), cpu, cuda or cuda:N.
     """
     from peppp.tracking import end_run, resolve_tracking_uri, start_parent_run
     from peppp.training.recipes import get_recipe
@@ -109,7 +112,7 @@ def meta_train(
     try:
         for cell in train_and_log(
             todo, recipe=recipe, experiment=experiment, role="meta", parent_run_id=parent, tracking_uri=uri,
-            claims=True,
+            claims=True, device=device,
         ):
             trained += 1
             run_ids.append(cell.run_id)

@@ -46,7 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--recipe", default="cpu", help="training recipe preset: paper, cpu (default) or tiny")
     parser.add_argument("--seeds", type=_int_list, default=[0], metavar="S,S,...", help="seeds (default 0)")
-    parser.add_argument("--workers", type=int, default=2, help="cells trained at once on local threads (default 2)")
+    parser.add_argument("--device", default="auto", help="where to train: auto (default: a GPU where torch sees one, else the CPU), cpu, cuda or cuda:N")
+    at_once = parser.add_mutually_exclusive_group()
+    at_once.add_argument("--workers", type=int, default=None, help="cells trained at once on local threads (default 2)")
+    at_once.add_argument(
+        "--cells-per-gpu", type=int, default=None, metavar="K",
+        help="train K cells at once on each GPU (threads with a CUDA stream each; with --dask-local N: K threads per worker)",
+    )
     dask = parser.add_mutually_exclusive_group()
     dask.add_argument(
         "--dask-address", default=None, metavar="ADDRESS",
@@ -75,17 +81,45 @@ def resolve_datasets(args: argparse.Namespace) -> list[str]:
     return tasks[: args.tasks]
 
 
+DEFAULT_WORKERS = 2
+
+
+def cells_per_gpu_threads(k: int, device, *, dask_address: str | None, dask_local: int | None) -> tuple[int, int]:
+    """(threads of this process, threads per local Dask worker) for K cells at once per GPU."""
+    import torch
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise PepppError(f"--cells-per-gpu {k!r} must be a positive integer")
+    if device.type != "cuda":
+        raise PepppError(f"--cells-per-gpu {k} trains on GPUs, but the device is {device} (torch sees no GPU here)")
+    if dask_address:
+        raise PepppError("--cells-per-gpu does not apply to a remote Dask scheduler: start each GPU's workers "
+                         "with --nthreads K (see README, Training on GPUs)")
+    gpus = 1 if device.index is not None else torch.cuda.device_count()
+    if dask_local is not None:
+        return k, k
+    return k * gpus, 1
+
+
 def run(args: argparse.Namespace) -> int:
     from flows import check_prefect_api, prepare_cli_environment
 
-    if args.workers < 1:
+    from peppp.training.devices import resolve_device
+
+    if args.workers is not None and args.workers < 1:
         raise PepppError(f"--workers {args.workers} must be a positive integer")
     if args.dask_local is not None and args.dask_local < 1:
         raise PepppError(f"--dask-local {args.dask_local} must be a positive number of worker processes")
+    device = resolve_device(args.device)  # a GPU asked for and absent fails here, before any work
+    threads, threads_per_worker = args.workers or DEFAULT_WORKERS, 1
+    if args.cells_per_gpu is not None:
+        threads, threads_per_worker = cells_per_gpu_threads(args.cells_per_gpu, device, dask_address=args.dask_address,
+                                                            dask_local=args.dask_local)
     prepare_cli_environment()
     from flows._runner import task_runner
 
-    runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=args.workers)
+    runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=threads,
+                         threads_per_worker=threads_per_worker)
     from peppp.formats import parse_grid
     from peppp.tracking import connect
 
@@ -105,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         tracking_uri=args.tracking_uri,
         progress=not args.no_progress,
+        device=args.device,
     )
     if args.json:
         print(json.dumps({

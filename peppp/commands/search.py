@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=None, help="training recipe (default: the meta-training runs' recipe)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--register", action="store_true", help="register the estimated frontier in the model registry")
+    parser.add_argument("--device", default="auto", help="where to train: auto (default: a GPU where torch sees one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -56,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--n", args.n), ("--rank", args.rank), ("--batch", args.batch)):
         if value < 1:
             raise PepppError(f"{flag} {value} must be a positive integer")
+    from peppp.training.devices import resolve_device
+
+    resolve_device(args.device)  # a GPU asked for and absent fails here, before any work
     prepare_cli_environment()
     check_existing_experiment(args.meta_experiment, args.tracking_uri)
     check_prefect_api()
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         register_frontier=args.register,
         tracking_uri=args.tracking_uri,
         progress=not args.no_progress,
+        device=args.device,
     )
     frontier = summary.frontier
     if args.json:

@@ -18,12 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
     parser.add_argument("--rounding", default="stochastic", help="stochastic (default) or nearest")
     parser.add_argument("--backend", default="fast", help="quantization backend: fast (default) or qtorch (reference)")
+    parser.add_argument("--device", default="auto", help="where to train: auto (default: a GPU where torch sees one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
+    from peppp.training.devices import resolve_device
     from peppp.training.engine import train_cell
 
+    device = resolve_device(args.device)  # a GPU asked for and absent fails here, before any loading
     result = train_cell(
         args.dataset,
         args.config,
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         rounding=args.rounding,
         backend=args.backend,
+        device=device,
     )
     if args.json:
         print(

@@ -24,6 +24,7 @@ from peppp.errors import PepppError
 from peppp.formats import PrecisionConfig, parse_config
 from peppp.memory import model_memory_mb
 from peppp.training.datasets import Dataset, load_dataset, train_loader
+from peppp.training.devices import resolve_device
 from peppp.training.graphs import CapturedStep
 from peppp.training.quant.triton_kernels import device_counter, seed_source
 from peppp.training.networks import build_network
@@ -32,7 +33,6 @@ from peppp.training.recipes import Recipe, get_recipe
 
 ROUNDINGS = ("stochastic", "nearest")
 BACKENDS = ("fast", "qtorch")
-DEVICES = ("auto", "cpu", "cuda")
 # On a GPU the loss is read back (a host synchronisation) once per this many steps, not every step.
 GPU_LOSS_CHECK_EVERY = 50
 _INIT_LOCK = threading.Lock()
@@ -47,31 +47,6 @@ class TrainedCell:
     result: CellResult
     model: nn.Module
     optimizer: object
-
-
-def default_device() -> torch.device:
-    """CUDA when torch sees a GPU, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`auto`/None -> CUDA where torch sees a GPU, else the CPU; `cpu`; `cuda` or `cuda:N` (a clear
-    error where torch sees no such GPU)."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return default_device()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise PepppError(f"device {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise PepppError(f"device {device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise PepppError(f"device {device!r} was asked for but torch ({torch.__version__}, {build}) sees no GPU; use --device cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise PepppError(f"device {device!r}: torch sees only {torch.cuda.device_count()} GPU(s)")
-    return dev
 
 
 def build_quantized_network(

@@ -23,9 +23,33 @@ def test_json(capsys):
         (["--dataset", "digits", "--config", "fp32", "--recipe", "huge"], "paper, cpu, tiny"),
         (["--dataset", "digits[3,11]", "--config", "fp32"], "11"),
         (["--dataset", "digits", "--config", "fp32", "--rounding", "up"], "stochastic, nearest"),
+        (["--dataset", "digits", "--config", "fp32", "--device", "tpu"], "auto, cpu, cuda"),
     ],
 )
 def test_bad_input(capsys, args, message):
     assert main(["train", *args, "--recipe", "tiny"] if "--recipe" not in args else ["train", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err, err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where torch sees no GPU")
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "digits", "--config", "fp32", "--recipe", "tiny"],
+    ["meta-train", "--experiment", "x", "--datasets", "digits", "--configs", "fp32", "--no-progress"],
+    ["search", "--dataset", "digits", "--meta-experiment", "x", "--no-progress"],
+])
+def test_a_gpu_asked_for_and_absent_is_one_line_before_any_work(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sees no GPU" in err, err
+    assert not (tmp_path / "mlruns").exists()  # nothing was started
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error where torch sees no GPU")
+def test_cells_per_gpu_without_a_gpu_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["meta-train", "--experiment", "x", "--datasets", "digits", "--configs", "fp32", "--no-progress"]
+    assert main([*args, "--cells-per-gpu", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--cells-per-gpu 4 trains on GPUs" in err, err

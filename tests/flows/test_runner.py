@@ -37,6 +37,27 @@ def test_a_local_cluster_of_one_thread_processes_on_loopback(monkeypatch):
     assert kwargs["env"]["OMP_NUM_THREADS"] == "1"
 
 
+def test_cells_per_gpu_on_a_local_cluster_are_threads_per_worker(monkeypatch):
+    monkeypatch.delenv(DASK_ADDRESS_ENV, raising=False)
+    kwargs = task_runner(local_workers=2, threads_per_worker=4).cluster_kwargs
+    assert (kwargs["n_workers"], kwargs["threads_per_worker"]) == (2, 4)
+
+
+def test_cells_per_gpu_choices():
+    import torch
+
+    from peppp.commands.meta_train import cells_per_gpu_threads
+
+    with pytest.raises(PepppError, match="--nthreads K"):
+        cells_per_gpu_threads(2, torch.device("cuda", 0), dask_address="tcp://127.0.0.1:8786", dask_local=None)
+    assert cells_per_gpu_threads(3, torch.device("cuda", 0), dask_address=None, dask_local=None) == (3, 1)
+    assert cells_per_gpu_threads(3, torch.device("cuda", 0), dask_address=None, dask_local=2) == (3, 3)
+    with pytest.raises(PepppError, match="positive integer"):
+        cells_per_gpu_threads(0, torch.device("cuda", 0), dask_address=None, dask_local=None)
+    with pytest.raises(PepppError, match="trains on GPUs"):
+        cells_per_gpu_threads(2, torch.device("cpu"), dask_address=None, dask_local=None)
+
+
 @pytest.mark.parametrize(
     ("arguments", "needle"),
     [
@@ -44,6 +65,7 @@ def test_a_local_cluster_of_one_thread_processes_on_loopback(monkeypatch):
         ({"local_workers": 0}, "positive integer"),
         ({"dask_address": "tcp://127.0.0.1:8786", "local_workers": 2}, "not both"),
         ({"threads": 0}, "positive integer"),
+        ({"local_workers": 2, "threads_per_worker": 0}, "threads per Dask worker"),
     ],
 )
 def test_bad_choices_are_one_line_errors(arguments, needle, monkeypatch):
