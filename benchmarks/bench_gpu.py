@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "peppp" / "torch_extensions"))
 
 import torch  # noqa: E402
@@ -151,28 +152,17 @@ def bench_kernels(results: dict, *, repeat: int) -> None:
 
 def build_step(variant: str, *, network: str, width, batch: int, channels: int, image: int):
     """A zero-argument function doing one training step of `variant` on a fixed batch."""
+    from bench_quant import _build  # the same variants as the CPU benchmark
+
     from peppp.formats import parse_config
     from peppp.training.graphs import CapturedStep
-    from peppp.training.networks import build_network
     from peppp.training.quant import triton_kernels
-    from peppp.training.quantizers import make_optimizer, make_quantizer_factory
 
     graph = variant.endswith("-graph")
     base = variant.removesuffix("-graph")
     cfg = parse_config("fp32" if base == "fp32" else CONFIG)
-    backend, _, rounding = base.partition("-")
-    backend = "fast" if base == "fp32" else backend
-    rounding = rounding or "stochastic"
-    quant = {}
-    if not cfg.is_fp32:
-        quant = {"act_quant": make_quantizer_factory(cfg.low, rounding=rounding, backend=backend),
-                 "io_quant": make_quantizer_factory(cfg.high, rounding=rounding, backend=backend)}
-    torch.manual_seed(0)
-    kwargs = {} if width is None else {"width": width}
-    model = build_network(network, num_classes=10, in_channels=channels, image_size=image, **kwargs, **quant).cuda()
-    loss_scale = 1.0 if cfg.is_fp32 else 1000.0
-    opt = make_optimizer(model.parameters(), config=cfg, lr=0.001, momentum=0.9, weight_decay=5e-4,
-                         rounding=rounding, backend=backend, loss_scale=loss_scale)
+    model, opt, loss_scale = _build(base, network=network, width=width, in_channels=channels, image_size=image,
+                                    config=CONFIG, device="cuda", lr=0.001)
     g = torch.Generator(device="cuda").manual_seed(1)
     xb = torch.randn(batch, channels, image, image, device="cuda", generator=g)
     yb = torch.randint(0, 10, (batch,), device="cuda", generator=g)

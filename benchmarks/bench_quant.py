@@ -65,7 +65,9 @@ def bench_kernels(*, numel: int, repeat: int) -> list[tuple[str, float, float]]:
     ]
 
 
-def _build(variant: str, *, network: str, width: int, in_channels: int, image_size: int, config: str):
+def _build(variant: str, *, network: str, width: int | None, in_channels: int, image_size: int, config: str,
+           device: str = "cpu", lr: float = 0.01):
+    """(model, optimizer, loss scale) of a step variant: fp32, or BACKEND-ROUNDING (fast-stochastic, ...)."""
     from peppp.training.networks import build_network
     from peppp.training.quantizers import make_optimizer, make_quantizer_factory
     from peppp.formats import parse_config
@@ -82,9 +84,10 @@ def _build(variant: str, *, network: str, width: int, in_channels: int, image_si
         }
     torch.manual_seed(0)
     model = build_network(network, num_classes=10, in_channels=in_channels, image_size=image_size, width=width, **quant)
+    model = model.to(device)  # before the optimizer: its flat buffers live where the parameters do
     loss_scale = 1.0 if cfg.is_fp32 else 1000.0
     opt = make_optimizer(
-        model.parameters(), config=cfg, lr=0.01, momentum=0.9, weight_decay=5e-4,
+        model.parameters(), config=cfg, lr=lr, momentum=0.9, weight_decay=5e-4,
         rounding=rounding, backend=backend, loss_scale=loss_scale,
     )
     return model, opt, loss_scale

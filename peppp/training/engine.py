@@ -155,7 +155,7 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
     rec = get_recipe(recipe).with_overrides(network=network, epochs=epochs, seed=seed)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, seed=rec.seed, max_train=rec.max_train)
     if dev.type != "cuda":
-        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=False,
+        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=cuda_graphs,
                       name=dataset if isinstance(dataset, str) else data.name, return_model=return_model)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.cuda.device(dev))

@@ -102,3 +102,33 @@ def test_recipes():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(PepppError, match=message):
         train_cell("digits", CONFIG, recipe="tiny", **kwargs)
+
+
+def test_cuda_graphs_need_a_gpu_and_the_fused_step():
+    with pytest.raises(PepppError, match="CUDA graphs need a GPU"):
+        train_cell("digits", CONFIG, recipe="tiny", device="cpu", cuda_graphs=True)
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="trains on a CUDA GPU; torch sees none here")
+
+
+@needs_gpu
+@pytest.mark.parametrize("graphs", [True, False])
+def test_a_cell_on_the_gpu_keeps_the_formats_eager_or_replayed(graphs):
+    trained = train_cell("digits", CONFIG, recipe="tiny", device="cuda", cuda_graphs=graphs, return_model=True)
+    assert trained.result.status == "ok" and 0 <= trained.result.error <= 1
+    low = parse_config(CONFIG).low
+    for p in trained.model.parameters():
+        assert p.is_cuda and torch.equal(quantize(p.data, low, rounding="nearest"), p.data)
+
+
+@needs_gpu
+def test_cells_in_threads_share_the_gpu():
+    """Three cells at once in threads (each on its own stream, captures one at a time) all train."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda s: train_cell("digits", CONFIG, recipe="tiny", device="cuda", seed=s,
+                                                     threads=None, epochs=3), [0, 1, 2]))
+    assert [r.status for r in results] == ["ok"] * 3
+    assert all(0 <= r.error <= 1 and math.isfinite(r.final_loss) for r in results)

@@ -17,9 +17,9 @@ so a seed drawn from torch's generator reproduces a run. The format's bits are c
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -86,29 +86,27 @@ _local = threading.local()
 
 
 @contextlib.contextmanager
-def device_counter(counter: torch.Tensor) -> Iterator[torch.Tensor]:
+def _thread_setting(name: str, value):
+    previous = getattr(_local, name, None)
+    setattr(_local, name, value)
+    try:
+        yield value
+    finally:
+        setattr(_local, name, previous)
+
+
+def device_counter(counter: torch.Tensor) -> contextlib.AbstractContextManager[torch.Tensor]:
     """While active (in this thread), stochastic kernels add `counter` (an int64 scalar on the device,
     read by the kernel) to their seed: what a CUDA graph needs, since a captured launch replays the same
     host arguments. The training loop increments the counter once per step (inside the graph)."""
-    previous = getattr(_local, "counter", None)
-    _local.counter = counter
-    try:
-        yield counter
-    finally:
-        _local.counter = previous
+    return _thread_setting("counter", counter)
 
 
-@contextlib.contextmanager
-def seed_source(generator: torch.Generator) -> Iterator[torch.Generator]:
+def seed_source(generator: torch.Generator) -> contextlib.AbstractContextManager[torch.Generator]:
     """While active (in this thread), quantizers and the fused optimizer draw their base seeds from
     `generator` instead of torch's default one: cells trained by several threads at once stay
     reproducible."""
-    previous = getattr(_local, "generator", None)
-    _local.generator = generator
-    try:
-        yield generator
-    finally:
-        _local.generator = previous
+    return _thread_setting("generator", generator)
 
 
 def draw_base_seed() -> int:
@@ -291,12 +289,20 @@ def _launch_options() -> dict:
     return {} if interpreted() else {"enable_fp_fusion": False}
 
 
-def _device_guard(x: torch.Tensor):
-    if x.is_cuda and x.device.index != torch.cuda.current_device():
-        return torch.cuda.device(x.device)
-    return None
+def _on_the_tensors_device(fn):
+    """Run `fn(x, ...)` with x's GPU current (Triton launches on the current device)."""
+
+    @functools.wraps(fn)
+    def wrapper(x: torch.Tensor, *args, **kwargs):
+        if x.is_cuda and x.device.index != torch.cuda.current_device():
+            with torch.cuda.device(x.device):
+                return fn(x, *args, **kwargs)
+        return fn(x, *args, **kwargs)
+
+    return wrapper
 
 
+@_on_the_tensors_device
 def elementwise_quantize(x: torch.Tensor, spec: ElementwiseSpec, *, stochastic: bool, seed: int = 0) -> torch.Tensor:
     """`x` (float32) quantized to a float or fixed format in one launch, as a new tensor."""
     x = x.contiguous()
@@ -304,10 +310,6 @@ def elementwise_quantize(x: torch.Tensor, spec: ElementwiseSpec, *, stochastic: 
     n = x.numel()
     if n == 0:
         return out
-    guard = _device_guard(x)
-    if guard is not None:
-        with guard:
-            return elementwise_quantize(x, spec, stochastic=stochastic, seed=seed)
     params = dict(zip(("P0", "P1", "P2", "P3", "P4", "P5", "P6"), spec.params))
     counter = active_counter() if stochastic else None
     _elementwise_kernel[_grid(n)](x, out, n, seed, x if counter is None else counter, BLOCK_SIZE=BLOCK,
@@ -326,6 +328,7 @@ def fixed_point_quantize(x: torch.Tensor, wl: int, fl: int, *, stochastic: bool,
     return elementwise_quantize(x, ElementwiseSpec.fixed(wl, fl), stochastic=stochastic, seed=seed)
 
 
+@_on_the_tensors_device
 def block_quantize(
     x: torch.Tensor,
     wl: int,
@@ -347,10 +350,6 @@ def block_quantize(
     n = x.numel()
     if n == 0:
         return out
-    guard = _device_guard(x)
-    if guard is not None:
-        with guard:
-            return block_quantize(x, wl, stochastic=stochastic, seed=seed, rows=rows, segments=segments, n_segments=n_segments)
     if segments is None:
         maxima = x.view(rows, -1).abs().amax(dim=1)
         seg, row = maxima, n // rows  # seg_ptr is unused without HAS_SEG
@@ -392,14 +391,9 @@ def sgd_lp_step(
     n = weights.numel()
     if n == 0:
         return
-    guard = _device_guard(weights)
-    if guard is not None:
-        with guard:
-            return sgd_lp_step(weights=weights, acc=acc, grads=grads, momentum_buffer=momentum_buffer, low=low, high=high,
-                               lr=lr, weight_decay=weight_decay, momentum=momentum, grad_scale=grad_scale, first=first,
-                               stochastic=stochastic, seed=seed, lr_tensor=lr_tensor)
     counter = active_counter() if stochastic else None
-    _sgd_lp_kernel[_grid(n)](
+    launch = _on_the_tensors_device(lambda w, *args, **kwargs: _sgd_lp_kernel[_grid(n)](w, *args, **kwargs))
+    launch(
         weights, acc, grads, momentum_buffer, n, seed, weights if counter is None else counter, float(lr),
         weights if lr_tensor is None else lr_tensor, float(weight_decay), float(momentum), float(grad_scale),
         BLOCK_SIZE=BLOCK, STOCH=stochastic, HAS_COUNTER=counter is not None, LR_FROM_PTR=lr_tensor is not None,
