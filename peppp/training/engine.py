@@ -261,6 +261,9 @@ def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, 
                     (loss * loss_scale).backward()
                     optimizer.step()
                     eager_steps += 1
+                # drop this step's autograd graph now: a capture next step must not meet its
+                # AccumulateGrad nodes (made on this cell's stream) still alive
+                loss = None
                 if scheduler is not None:
                     scheduler.step()
             if status == "diverged":
