@@ -128,10 +128,9 @@ def _now_ms() -> int:
 
 
 def _engine(client: MlflowClient):
-    from peppp.tracking.runs import sql_store
+    from peppp.tracking._mlflow_private import sql_engine
 
-    store = sql_store(client)
-    return None if store is None else store.engine
+    return sql_engine(client)
 
 
 _TABLES: dict[int, object] = {}

@@ -27,8 +27,8 @@ from peppp.tracking.runs import (
     TAG_RECIPE,
     TAG_ROLE,
     TAG_STATUS,
-    sql_store,
 )
+from peppp.tracking._mlflow_private import select_finished_runs, sql_store
 from peppp.tracking.store import connect, get_or_create_experiment, store_errors
 
 # One row per active cell run of an experiment (parent runs and deleted runs never appear).
@@ -89,36 +89,10 @@ def read_cells(
 
 
 def _cells_via_sql(store, experiment_id: str) -> pd.DataFrame:
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlRun, SqlTag
-    from sqlalchemy import and_, select
-
-    runs, tags, latest = SqlRun.__table__, SqlTag.__table__, SqlLatestMetric.__table__
-    columns = [runs.c.run_uuid.label("run_id"), runs.c.start_time.label("start_time")]
-    joined = runs
-    # One join per tag and metric turns MLflow's key-value rows into one row per run inside the
-    # database, using the (key, run_uuid) primary keys.
-    for label, key in _TAG_COLUMNS:
-        tag = tags.alias(f"tag_{label}")
-        on = and_(tag.c.run_uuid == runs.c.run_uuid, tag.c.key == key)
-        joined = joined.join(tag, on) if label in _REQUIRED_TAGS else joined.outerjoin(tag, on)
-        columns.append(tag.c.value.label(label))
-    for key in _METRIC_COLUMNS:
-        metric = latest.alias(f"metric_{key}")
-        joined = joined.outerjoin(metric, and_(metric.c.run_uuid == runs.c.run_uuid, metric.c.key == key))
-        columns += [metric.c.value.label(key), metric.c.is_nan.label(f"{key}_is_nan")]
-    query = (
-        select(*columns)
-        .select_from(joined)
-        .where(
-            runs.c.experiment_id == int(experiment_id),
-            runs.c.lifecycle_stage == "active",
-            # A run still RUNNING was cut off while it was being logged: it is no cell (yet).
-            runs.c.status.in_(("FINISHED", "FAILED")),
-        )
+    rows, names = select_finished_runs(
+        store, experiment_id, tags=_TAG_COLUMNS, required_tags=_REQUIRED_TAGS, metrics=_METRIC_COLUMNS
     )
-    with store.ManagedSessionMaker() as session:
-        rows = session.execute(query).all()
-    frame = pd.DataFrame(rows, columns=[c.name for c in columns])
+    frame = pd.DataFrame(rows, columns=names)
     for key in _METRIC_COLUMNS:
         values = frame[key].astype("float64")
         frame[key] = values.mask(frame.pop(f"{key}_is_nan").fillna(False).astype(bool))

@@ -10,18 +10,18 @@ from __future__ import annotations
 import math
 import re
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
+from peppp.tracking._mlflow_private import finish_run, insert_runs, sql_store
 from peppp.tracking.store import connect, first_line, get_or_create_experiment
 
 ROLES = ("meta", "probe")
@@ -127,11 +127,7 @@ def _write_one(client: MlflowClient, experiment_id: str, record: _RunRecord) -> 
     metrics, params, tags = _entities(record)
     try:
         client.log_batch(run_id, metrics=metrics, params=params, tags=[t for t in tags if t.key not in structural])
-        # Straight to the store: the client's set_terminated would fetch the run again and, on a
-        # server, print its URL, once per cell.
-        _store(client).update_run_info(
-            run_id, run_status=RunStatus.from_string(record.status), end_time=record.end_ms, run_name=record.name
-        )
+        finish_run(client, run_id, status=record.status, end_ms=record.end_ms, name=record.name)
     except BaseException:
         _delete_quietly(client, [run_id])
         raise
@@ -202,7 +198,8 @@ def log_cells_batch(
     store = sql_store(client)
     try:
         if store is not None:
-            return _bulk_insert(store, experiment_id, records)
+            runs = [(r.name, r.status, r.start_ms, r.end_ms, *_entities(r)) for r in records]
+            return insert_runs(store, experiment_id, runs)
         return _write_each(client, experiment_id, records)
     except MlflowException as exc:
         raise PepppError(f"cannot log {len(results)} cells into {experiment!r}: {first_line(exc)}") from exc
@@ -216,77 +213,6 @@ def _write_each(client: MlflowClient, experiment_id: str, records: list[_RunReco
     except BaseException:
         _delete_quietly(client, run_ids)
         raise
-    return run_ids
-
-
-def _store(client: MlflowClient):
-    return client._tracking_client.store  # MLflow exposes the store object only through this attribute
-
-
-def sql_store(client: MlflowClient):
-    """The client's SqlAlchemyStore, or None when the store is not a SQL database (e.g. a server)."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = _store(client)
-    return store if isinstance(store, SqlAlchemyStore) else None
-
-
-def _bulk_insert(store, experiment_id: str, records: list[_RunRecord]) -> list[str]:
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
-    from mlflow.utils.uri import append_to_uri_path
-    from mlflow.utils.validation import _validate_batch_log_data
-    from sqlalchemy import insert
-
-    experiment = store.get_experiment(experiment_id)
-    if experiment.lifecycle_stage != "active":
-        raise PepppError(f"experiment {experiment.name!r} is deleted; restore it or pick another name")
-    runs, tags, params, metrics = [], [], [], []
-    run_ids = []
-    for record in records:
-        # The same checks (and truncation of over-long values) as MLflow's log_batch.
-        metric_list, param_list, tag_list = _validate_batch_log_data(*_entities(record))
-        run_id = uuid.uuid4().hex
-        run_ids.append(run_id)
-        # Mirrors SqlAlchemyStore.create_run followed by set_terminated.
-        runs.append(
-            {
-                "run_uuid": run_id,
-                "name": record.name,
-                "source_type": "UNKNOWN",
-                "source_name": "",
-                "entry_point_name": "",
-                "user_id": "unknown",
-                "status": record.status,
-                "start_time": record.start_ms,
-                "end_time": record.end_ms,
-                "deleted_time": None,
-                "source_version": "",
-                "lifecycle_stage": "active",
-                "artifact_uri": append_to_uri_path(experiment.artifact_location, run_id, "artifacts"),
-                "experiment_id": int(experiment_id),
-            }
-        )
-        tags.extend({"run_uuid": run_id, "key": t.key, "value": t.value} for t in tag_list)
-        params.extend({"run_uuid": run_id, "key": p.key, "value": p.value} for p in param_list)
-        for m in metric_list:
-            is_nan, value = store.sanitize_metric_value(m.value)
-            metrics.append(
-                {
-                    "run_uuid": run_id,
-                    "key": m.key,
-                    "value": value,
-                    "timestamp": m.timestamp,
-                    "step": m.step,
-                    "is_nan": is_nan,
-                }
-            )
-    with store.ManagedSessionMaker(read_only=False) as session:
-        session.execute(insert(SqlRun.__table__), runs)
-        session.execute(insert(SqlTag.__table__), tags)
-        session.execute(insert(SqlParam.__table__), params)
-        if metrics:
-            session.execute(insert(SqlMetric.__table__), metrics)
-            session.execute(insert(SqlLatestMetric.__table__), metrics)
     return run_ids
 
 
