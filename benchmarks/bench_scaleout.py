@@ -3,7 +3,7 @@ with N concurrent logging processes, and the matrix rebuild time and peak memory
 
 Logging: a PostgreSQL (peppp.services.start_postgres) and `mlflow server` on it; N = 1, 2, 4 processes each
 log `--cells` real cells with `log_cell` (one run per cell over REST). Rebuild: synthetic cells bulk-imported
-into a sqlite store with `log_cells_batch`, then `load_matrices` timed in a fresh subprocess whose peak
+into a sqlite store with `log_cells_batch`, then `rebuild_matrices` timed in a fresh subprocess whose peak
 resident memory (ru_maxrss) is reported. Prints a markdown table.
 
     .venv/bin/python benchmarks/bench_scaleout.py [--cells 60] [--writers 1,2,4] [--runs 10000,50000] [--no-server]
@@ -96,14 +96,14 @@ def build_store(path: Path, runs: int, n_configs: int = 100) -> str:
 
 _REBUILD = """
 import resource, sys, time, tracemalloc
-from peppp.tracking import connect, load_matrices
+from peppp.tracking import connect, rebuild_matrices
 connect(sys.argv[1]).search_experiments(max_results=1)
 began = time.perf_counter()
-error, memory = load_matrices("bench-rebuild", tracking_uri=sys.argv[1])
+error, memory = rebuild_matrices("bench-rebuild", tracking_uri=sys.argv[1])
 seconds = time.perf_counter() - began
 del error, memory
 tracemalloc.start()
-error, memory = load_matrices("bench-rebuild", tracking_uri=sys.argv[1])
+error, memory = rebuild_matrices("bench-rebuild", tracking_uri=sys.argv[1])
 traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
 print(seconds, error.size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, traced_peak)
 """
@@ -111,7 +111,7 @@ print(seconds, error.size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 
 
 def rebuild(uri: str) -> tuple[float, int, float, float]:
     """(seconds, matrix cells, peak RSS MiB of the process, peak MiB Python allocated during the rebuild) of
-    `load_matrices` in a fresh process whose store is already open; the memory is traced on a second,
+    `rebuild_matrices` in a fresh process whose store is already open; the memory is traced on a second,
     untimed rebuild (tracemalloc slows the allocations it counts)."""
     out = subprocess.run([sys.executable, "-c", _REBUILD, uri], check=True, capture_output=True, text=True)
     seconds, size, peak, traced = out.stdout.split()
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             uri = build_store(path, runs)
             built = time.perf_counter() - began
             seconds, size, peak, traced = rebuild(uri)
-            rows.append(f"| load_matrices, {runs:,} runs in sqlite (bulk import {built:.1f} s) | {size:,} matrix "
+            rows.append(f"| rebuild_matrices, {runs:,} runs in sqlite (bulk import {built:.1f} s) | {size:,} matrix "
                         f"cells | **{seconds:.2f} s**; rebuild allocates at most {traced:.0f} MiB (tracemalloc); process "
                         f"peak RSS {peak:.0f} MiB |")
     finally:

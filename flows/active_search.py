@@ -7,7 +7,6 @@ Resumable: the dataset's probe runs already in the store are observed first and 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,24 +14,12 @@ import pandas as pd
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._cells import (
-    TAG_PROCESS,
-    CellSpec,
-    canonical_dataset,
-    describe,
-    process_tag,
-    progress_bar,
-    recover_orphans,
-    train_and_log,
-)
+from flows._sweep import CellSpec, canonical_dataset, cell_summary, progress_bar, train_and_log
 from peppp.active import MetaModel
 from peppp.errors import PepppError
 from peppp.frontier import Frontier
 from peppp.methods import DEFAULT_METHOD
-
-TAG_DATASET = "peppp.dataset"
-TAG_METHOD = "peppp.method"
-TAG_ROUND = "peppp.round"
+from peppp.tracking.tags import KIND_FRONTIER, KIND_ROUND, TAG_DATASET, TAG_METHOD, TAG_RECIPE, TAG_ROUND
 
 
 @dataclass(frozen=True)
@@ -72,29 +59,16 @@ def prepare_search(
     dataset's memory for every configuration, and collect the dataset's finished probe runs."""
     from peppp.active import embed_meta_matrix
     from peppp.memory import grid_memory_mb
-    from peppp.tracking import load_cells, matrices_from_cells
+    from peppp.tracking import search_cells
     from peppp.training.datasets import load_dataset
     from peppp.training.recipes import get_recipe
 
     name = canonical_dataset(dataset)
-    cells = load_cells(meta_experiment, tracking_uri=tracking_uri)
-    meta_cells = cells[(cells["role"] == "meta") & cells["status"].isin(("ok", "diverged"))]
-    if meta_cells.empty:
-        raise PepppError(
-            f"experiment {meta_experiment!r} has no finished meta-training runs; run `peppp meta-train` into it first"
-        )
-    if recipe is None:
-        recipes = sorted(set(meta_cells["recipe"].dropna()))
-        if len(recipes) != 1:
-            raise PepppError(f"{meta_experiment!r} mixes recipes {', '.join(recipes)}; pass recipe= to pick one")
-        recipe = recipes[0]
-    rec = get_recipe(recipe)
-    others = meta_cells[meta_cells["dataset"] != name]
-    if others.empty:
-        raise PepppError(f"{meta_experiment!r} has meta-training runs of {name} only; it needs other datasets")
-    error, _ = matrices_from_cells(others, recipe=rec.name, experiment=meta_experiment)
-    meta = embed_meta_matrix(error.to_numpy(), rank=rank, seed=seed)
-    configs = tuple(str(c) for c in error.columns)
+    found = search_cells(meta_experiment, name, recipe=None if recipe is None else get_recipe(recipe).name,
+                         tracking_uri=tracking_uri)
+    rec = get_recipe(found.recipe)
+    meta = embed_meta_matrix(found.error.to_numpy(), rank=rank, seed=seed)
+    configs = tuple(str(c) for c in found.error.columns)
     data = load_dataset(name, seed=rec.seed, max_train=rec.max_train)
     memory = grid_memory_mb(
         configs,
@@ -104,21 +78,14 @@ def prepare_search(
         input_shape=(data.in_channels, *data.image_size),
         width=rec.width,
     )
-    probes = cells[
-        (cells["role"] == "probe")
-        & (cells["dataset"] == name)
-        & (cells["recipe"] == rec.name)
-        & cells["status"].isin(("ok", "diverged"))
-        & cells["config"].isin(configs)
-    ]
     return SearchSetup(
         dataset=name,
         recipe=rec.name,
         configs=configs,
-        meta_datasets=tuple(str(d) for d in error.index),
+        meta_datasets=tuple(str(d) for d in found.error.index),
         memory_mb=np.asarray(memory, dtype=float),
         meta=meta,
-        probes=probes.sort_values("start_time", kind="stable").reset_index(drop=True),
+        probes=found.probes,
     )
 
 
@@ -134,21 +101,6 @@ def observe_probes(search, setup: SearchSetup) -> int:
         search.observe(index[config], float(errors.mean()), run_ids=tuple(group["run_id"]))
         count += 1
     return count
-
-
-def _log_round_metrics(run_id: str, search, *, tracking_uri: str) -> None:
-    from mlflow.entities import Metric
-
-    from peppp.tracking import connect
-
-    now = int(time.time() * 1000)
-    values = {
-        "n_measured": float(len(search.measured)),
-        "spent_mb": search.spent_mb,
-        "best_measured_error": float(search.measured_errors.min()) if search.measured else math.nan,
-    }
-    metrics = [Metric(k, v, now, 0) for k, v in values.items() if math.isfinite(v)]
-    connect(tracking_uri).log_batch(run_id, metrics=metrics)
 
 
 @flow(name="active-search", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -175,7 +127,7 @@ def active_search(
     parallel, logs them as `probe` runs under one parent run (kind `round`) and re-estimates.
     """
     from peppp.active import ActiveSearch
-    from peppp.tracking import end_run, resolve_tracking_uri, start_parent_run
+    from peppp.tracking import log_metrics, parent_run, recover_orphans, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     recover_orphans(meta_experiment, tracking_uri=uri)
@@ -202,22 +154,10 @@ def active_search(
             picks = search.next_batch(batch)
             if not picks:
                 break
-            round_id = start_parent_run(
-                meta_experiment,
-                kind="round",
-                name=f"{setup.dataset} round {len(rounds) + 1}",
-                tags={
-                    TAG_DATASET: setup.dataset,
-                    TAG_METHOD: method,
-                    TAG_ROUND: str(len(rounds) + 1),
-                    "peppp.recipe": setup.recipe,
-                    TAG_PROCESS: process_tag(),
-                },
-                tracking_uri=uri,
-            )
-            rounds.append(round_id)
-            status = "FAILED"
-            try:
+            tags = {TAG_DATASET: setup.dataset, TAG_METHOD: method, TAG_ROUND: str(len(rounds) + 1), TAG_RECIPE: setup.recipe}
+            with parent_run(meta_experiment, kind=KIND_ROUND, name=f"{setup.dataset} round {len(rounds) + 1}", tags=tags,
+                            tracking_uri=uri) as round_id:
+                rounds.append(round_id)
                 specs = [CellSpec(setup.dataset, setup.configs[i], seed) for i in picks]
                 by_config = dict(zip((s.config for s in specs), picks))
                 for cell in train_and_log(
@@ -231,12 +171,13 @@ def active_search(
                         failed.append(cell.spec.config)
                     else:
                         search.observe(index, cell.result.error, run_ids=(cell.run_id,))
-                    bar.set_postfix_str(describe(cell), refresh=False)
+                    bar.set_postfix_str(cell_summary(cell), refresh=False)
                     bar.update()
-                _log_round_metrics(round_id, search, tracking_uri=uri)
-                status = "FINISHED"
-            finally:
-                end_run(round_id, status=status, tracking_uri=uri)
+                log_metrics(round_id, {
+                    "n_measured": float(len(search.measured)),
+                    "spent_mb": search.spent_mb,
+                    "best_measured_error": float(search.measured_errors.min()) if search.measured else math.nan,
+                }, tracking_uri=uri)
     finally:
         bar.close()
     if not search.measured:
@@ -244,7 +185,8 @@ def active_search(
             f"no configuration of {setup.dataset} could be measured"
             + (f" ({len(failed)} failed)" if failed else " within the memory cap and budget")
         )
-    frontier, registered = finish(search, setup, meta_experiment, method=method, register=register_frontier, tracking_uri=uri)
+    frontier, registered = estimate_frontier(search, setup, meta_experiment, method=method, register=register_frontier,
+                                             tracking_uri=uri)
     return SearchSummary(
         dataset=setup.dataset,
         meta_experiment=meta_experiment,
@@ -260,30 +202,19 @@ def active_search(
     )
 
 
-def finish(search, setup: SearchSetup, meta_experiment: str, *, method: str, register: bool, tracking_uri: str):
+def estimate_frontier(search, setup: SearchSetup, meta_experiment: str, *, method: str, register: bool, tracking_uri: str):
     """The search's frontier; with `register`, logged on a new parent run (kind `frontier`) and registered.
 
     Returns (frontier, (model name, version) or None).
     """
     from peppp.registry import register_frontier
-    from peppp.tracking import end_run, start_parent_run
+    from peppp.tracking import parent_run
 
     if not register:
         return search.frontier(setup.dataset, meta_experiment, method, recipe=setup.recipe), None
-    run_id = start_parent_run(
-        meta_experiment,
-        kind="frontier",
-        name=f"{setup.dataset} frontier",
-        tags={TAG_DATASET: setup.dataset, TAG_METHOD: method, "peppp.recipe": setup.recipe},
-        tracking_uri=tracking_uri,
-    )
-    status = "FAILED"
-    try:
-        frontier = search.frontier(
-            setup.dataset, meta_experiment, method, recipe=setup.recipe, fit_run_ids=(run_id,)
-        )
+    tags = {TAG_DATASET: setup.dataset, TAG_METHOD: method, TAG_RECIPE: setup.recipe}
+    with parent_run(meta_experiment, kind=KIND_FRONTIER, name=f"{setup.dataset} frontier", tags=tags,
+                    tracking_uri=tracking_uri) as run_id:
+        frontier = search.frontier(setup.dataset, meta_experiment, method, recipe=setup.recipe, fit_run_ids=(run_id,))
         registered = register_frontier(frontier, run_id=run_id, tracking_uri=tracking_uri)
-        status = "FINISHED"
-    finally:
-        end_run(run_id, status=status, tracking_uri=tracking_uri)
     return frontier, registered

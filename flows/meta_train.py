@@ -11,19 +11,14 @@ from dataclasses import dataclass, field
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._cells import (
-    TAG_PROCESS,
+from flows._sweep import (
     CellSpec,
     canonical_dataset,
     cell_key,
-    describe,
-    finished_seeds,
-    free_dead_claims,
-    process_tag,
+    cell_summary,
     progress_bar,
-    recover_orphans,
     train_and_log,
-    unique,
+    unique_in_order,
 )
 from peppp.errors import PepppError
 
@@ -52,11 +47,11 @@ def plan_cells(datasets: Sequence[str], configs: Sequence[str], seeds: Sequence[
 
     if not datasets:
         raise PepppError("datasets is empty; give at least one dataset name")
-    names = unique(canonical_dataset(d) for d in datasets)
-    grid = unique(str(parse_config(c)) for c in configs)
+    names = unique_in_order(canonical_dataset(d) for d in datasets)
+    grid = unique_in_order(str(parse_config(c)) for c in configs)
     if not grid:
         raise PepppError("configs is empty; give at least one precision configuration")
-    seed_list = unique(int(s) for s in seeds) if seeds else []
+    seed_list = unique_in_order(int(s) for s in seeds) if seeds else []
     if not seed_list:
         raise PepppError("seeds is empty; give at least one seed (e.g. 0)")
     return [CellSpec(dataset=d, config=c, seed=s) for d in names for c in grid for s in seed_list]
@@ -82,14 +77,14 @@ def meta_train(
     its workers are the cells trained at once (on a GPU, K per GPU: `peppp meta-train --cells-per-gpu K`).
     `device`: auto (a GPU where torch sees one), cpu, cuda or cuda:N.
     """
-    from peppp.tracking import end_run, resolve_tracking_uri, start_parent_run
+    from peppp.tracking import finished_seeds, parent_run, recover_orphans, resolve_tracking_uri
+    from peppp.tracking.tags import KIND_SWEEP, TAG_RECIPE
     from peppp.training.recipes import get_recipe
 
     uri = resolve_tracking_uri(tracking_uri)
     recipe_name = get_recipe(recipe).name
     specs = plan_cells(datasets, configs, seeds)
     recovered = recover_orphans(experiment, tracking_uri=uri)
-    free_dead_claims(experiment, tracking_uri=uri)
     done = finished_seeds(experiment, role="meta", tracking_uri=uri)
     todo = [s for s in specs if s.seed not in done.get(cell_key(s, recipe), ())]
     summary = {
@@ -98,37 +93,26 @@ def meta_train(
     }
     if not todo:
         return SweepSummary(trained=0, **summary)
-    parent = start_parent_run(
-        experiment,
-        kind="sweep",
-        name=f"sweep {len(todo)} cells",
-        tags={"peppp.recipe": recipe_name, TAG_PROCESS: process_tag()},
-        tracking_uri=uri,
-    )
     failed, diverged, run_ids = [], [], []
     trained = 0
-    status = "FAILED"
     bar = progress_bar(len(todo), desc="meta-train", enabled=progress)
     try:
-        for cell in train_and_log(
-            todo, recipe=recipe, experiment=experiment, role="meta", parent_run_id=parent, tracking_uri=uri,
-            claims=True, device=device,
-        ):
-            trained += 1
-            run_ids.append(cell.run_id)
-            if cell.result.status == "failed":
-                failed.append(str(cell.result.key))
-            elif cell.result.status == "diverged":
-                diverged.append(str(cell.result.key))
-            bar.set_postfix_str(describe(cell), refresh=False)
-            bar.update()
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
+        with parent_run(experiment, kind=KIND_SWEEP, name=f"sweep {len(todo)} cells", tags={TAG_RECIPE: recipe_name},
+                        tracking_uri=uri) as parent:
+            for cell in train_and_log(
+                todo, recipe=recipe, experiment=experiment, role="meta", parent_run_id=parent, tracking_uri=uri,
+                claims=True, device=device,
+            ):
+                trained += 1
+                run_ids.append(cell.run_id)
+                if cell.result.status == "failed":
+                    failed.append(str(cell.result.key))
+                elif cell.result.status == "diverged":
+                    diverged.append(str(cell.result.key))
+                bar.set_postfix_str(cell_summary(cell), refresh=False)
+                bar.update()
     finally:
         bar.close()
-        end_run(parent, status=status, tracking_uri=uri)
     # Cells another sweep held or logged meanwhile count as skipped.
     summary["skipped"] += len(todo) - trained
     return SweepSummary(

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from prefect import flow
 
-from flows._cells import recover_orphans
-from flows.active_search import TAG_DATASET, TAG_METHOD, finish, observe_probes, prepare_search
+from flows.active_search import estimate_frontier, observe_probes, prepare_search
 from peppp.errors import PepppError
 from peppp.frontier import Frontier
 
@@ -28,19 +27,9 @@ class RegisterSummary:
 
 def search_method(meta_experiment: str, dataset: str, *, tracking_uri: str) -> str:
     """The design method the dataset's search rounds used (from their parent runs); '' if unknown or mixed."""
-    from mlflow.entities import ViewType
+    from peppp.tracking import round_methods
 
-    from peppp.tracking import connect, get_or_create_experiment
-
-    client = connect(tracking_uri, create=False)
-    experiment_id = get_or_create_experiment(meta_experiment, create=False, client=client)
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`peppp.kind` = 'round' and tags.`{TAG_DATASET}` = '{dataset}'",
-        run_view_type=ViewType.ACTIVE_ONLY,
-        max_results=1000,
-    )
-    methods = {r.data.tags.get(TAG_METHOD, "") for r in runs}
+    methods = round_methods(meta_experiment, dataset, tracking_uri=tracking_uri)
     return methods.pop() if len(methods) == 1 else ""
 
 
@@ -55,7 +44,7 @@ def register_frontier_flow(
     """Rebuild, complete and embed the meta-matrix, fit the dataset's probe measurements, register."""
     from peppp.active import ActiveSearch
     from peppp.methods import METHODS
-    from peppp.tracking import resolve_tracking_uri
+    from peppp.tracking import recover_orphans, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     recover_orphans(meta_experiment, tracking_uri=uri)
@@ -78,7 +67,8 @@ def register_frontier_flow(
         meta_error=setup.meta.completed,
     )
     observe_probes(search, setup)
-    frontier, registered = finish(search, setup, meta_experiment, method=method, register=True, tracking_uri=uri)
+    frontier, registered = estimate_frontier(search, setup, meta_experiment, method=method, register=True,
+                                             tracking_uri=uri)
     return RegisterSummary(
         dataset=setup.dataset,
         meta_experiment=meta_experiment,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
@@ -55,14 +56,16 @@ def claim_cell(
     owner: str,
     ttl_s: float = DEFAULT_TTL_S,
     tracking_uri: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> bool:
     """Take the claim on `cell_key` for `owner`; True if `owner` holds it now (again: its expiry moves on).
 
-    False while someone else holds an unexpired claim. An expired claim is taken over.
+    False while someone else holds an unexpired claim. An expired claim is taken over. `clock` gives
+    the time in seconds since the epoch (tests pass their own).
     """
     _check(experiment, cell_key, owner, ttl_s)
     client = connect(tracking_uri)
-    now_ms = _now_ms()
+    now_ms = int(clock() * 1000)
     expires_ms = now_ms + int(ttl_s * 1000)
     with store_errors(f"cannot claim cell {cell_key} in {client.tracking_uri}"):
         engine = _engine(client)
@@ -117,10 +120,6 @@ def _check(experiment: str, cell_key: str, owner: str, ttl_s: float) -> None:
             raise PepppError(f"claim {what} {value!r} is empty; give a non-empty string")
     if not isinstance(ttl_s, (int, float)) or not ttl_s > 0:
         raise PepppError(f"claim ttl_s {ttl_s!r} must be a positive number of seconds")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -29,8 +30,9 @@ from peppp.tracking.runs import (
     TAG_STATUS,
 )
 from peppp.tracking._mlflow_private import select_finished_runs, sql_store
-from peppp.tracking.store import connect, get_or_create_experiment, store_errors
+from peppp.tracking.store import connect, get_or_create_experiment, search_all_runs, store_errors
 
+FINISHED_STATUSES = ("ok", "diverged")  # trained to the end (a diverged cell is a measurement too)
 # One row per active cell run of an experiment (parent runs and deleted runs never appear).
 CELL_COLUMNS = (
     "run_id",
@@ -55,7 +57,6 @@ _TAG_COLUMNS = (
 )
 _REQUIRED_TAGS = ("cell_key", "dataset", "config")
 _METRIC_COLUMNS = (METRIC_ERROR, METRIC_MEMORY, METRIC_SECONDS)
-SEARCH_PAGE_SIZE = 50_000  # MLflow's largest page
 
 
 def load_cells(experiment: str, *, role: str | None = None, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -102,29 +103,17 @@ def _cells_via_sql(store, experiment_id: str) -> pd.DataFrame:
 def _cells_via_search(client: MlflowClient, experiment_id: str, role: str | None) -> pd.DataFrame:
     filter_string = f"tags.`{TAG_ROLE}` = '{role}'" if role is not None else ""
     rows = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=filter_string,
-            run_view_type=ViewType.ACTIVE_ONLY,
-            max_results=SEARCH_PAGE_SIZE,
-            page_token=token,
+    for run in search_all_runs(client, experiment_id, filter_string, ViewType.ACTIVE_ONLY):
+        if run.info.status not in ("FINISHED", "FAILED"):
+            continue  # cut off while it was being logged: no cell (yet)
+        tags, metrics = run.data.tags, run.data.metrics
+        if any(tags.get(key) is None for label, key in _TAG_COLUMNS if label in _REQUIRED_TAGS):
+            continue
+        rows.append(
+            [run.info.run_id, run.info.start_time]
+            + [tags.get(key) for _, key in _TAG_COLUMNS]
+            + [metrics.get(key, math.nan) for key in _METRIC_COLUMNS]
         )
-        for run in page:
-            if run.info.status not in ("FINISHED", "FAILED"):
-                continue  # cut off while it was being logged: no cell (yet)
-            tags, metrics = run.data.tags, run.data.metrics
-            if any(tags.get(key) is None for label, key in _TAG_COLUMNS if label in _REQUIRED_TAGS):
-                continue
-            rows.append(
-                [run.info.run_id, run.info.start_time]
-                + [tags.get(key) for _, key in _TAG_COLUMNS]
-                + [metrics.get(key, math.nan) for key in _METRIC_COLUMNS]
-            )
-        token = page.token
-        if not token:
-            break
     return _typed(pd.DataFrame(rows, columns=list(CELL_COLUMNS)))
 
 
@@ -138,7 +127,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def load_matrices(
+def rebuild_matrices(
     experiment: str,
     *,
     role: str | None = "meta",
@@ -166,7 +155,7 @@ def matrices_from_cells(
     recipe: str | None = None,
     experiment: str = "the experiment",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pivot a `load_cells` frame into the (error, memory_mb) matrices; see `load_matrices`."""
+    """Pivot a `load_cells` frame into the (error, memory_mb) matrices; see `rebuild_matrices`."""
     statuses = _check_statuses(statuses)
     chosen = cells[cells["status"].isin(statuses)]
     if recipe is not None:
@@ -178,9 +167,7 @@ def matrices_from_cells(
             + (f" and recipe {recipe!r}" if recipe is not None else "")
             + (f" (roles present: {', '.join(roles)})" if roles else " (it has no cell runs at all)")
         )
-    recipes = sorted(set(chosen["recipe"].fillna("")))
-    if len(recipes) > 1:
-        raise PepppError(f"{experiment!r} mixes recipes {', '.join(recipes)}; pass recipe= to pick one")
+    single_recipe(chosen, experiment=experiment)
     first_start = chosen.groupby("dataset", sort=False)["start_time"].min()
     rows = sorted(first_start.index, key=lambda d: (first_start[d], d))
     columns = sorted(chosen["config"].unique(), key=config_sort_key)
@@ -192,6 +179,51 @@ def matrices_from_cells(
         matrix.columns.name = None
         matrices.append(matrix)
     return matrices[0], matrices[1]
+
+
+def single_recipe(cells: pd.DataFrame, *, experiment: str = "the experiment") -> str:
+    """The one recipe of a `load_cells` frame; a frame mixing recipes needs the caller to pick one."""
+    recipes = sorted(set(cells["recipe"].fillna("")))
+    if len(recipes) > 1:
+        raise PepppError(f"{experiment!r} mixes recipes {', '.join(recipes)}; pass recipe= to pick one")
+    return recipes[0] if recipes else ""
+
+
+@dataclass(frozen=True)
+class SearchCells:
+    """What an active search of one dataset reads from its meta-experiment."""
+
+    recipe: str
+    error: pd.DataFrame  # the meta-training error matrix of the other datasets (datasets x configurations)
+    probes: pd.DataFrame  # the dataset's finished probe cells of that recipe over those configurations, by start
+
+
+def search_cells(
+    experiment: str, dataset: str, *, recipe: str | None = None, tracking_uri: str | None = None
+) -> SearchCells:
+    """The cells an active search of `dataset` (its canonical name) starts from; `recipe` None means
+    the meta-training runs' one recipe."""
+    cells = load_cells(experiment, tracking_uri=tracking_uri)
+    finished = cells["status"].isin(FINISHED_STATUSES)
+    meta = cells[(cells["role"] == "meta") & finished]
+    if meta.empty:
+        raise PepppError(
+            f"experiment {experiment!r} has no finished meta-training runs; run `peppp meta-train` into it first"
+        )
+    if recipe is None:
+        recipe = single_recipe(meta, experiment=experiment)
+    others = meta[meta["dataset"] != dataset]
+    if others.empty:
+        raise PepppError(f"{experiment!r} has meta-training runs of {dataset} only; it needs other datasets")
+    error, _ = matrices_from_cells(others, recipe=recipe, experiment=experiment)
+    probes = cells[
+        (cells["role"] == "probe")
+        & (cells["dataset"] == dataset)
+        & (cells["recipe"] == recipe)
+        & finished
+        & cells["config"].isin(error.columns)
+    ]
+    return SearchCells(recipe=recipe, error=error, probes=probes.sort_values("start_time", kind="stable").reset_index(drop=True))
 
 
 def config_sort_key(config: str) -> tuple:
@@ -230,3 +262,31 @@ def _check_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
     if bad or not chosen:
         raise PepppError(f"statuses {chosen!r} must be a non-empty selection of {', '.join(STATUSES)}")
     return chosen
+
+
+def finished_seeds(experiment: str, *, role: str, tracking_uri: str | None = None,
+                   cell_key: str | None = None) -> dict[str, set[int]]:
+    """For each cell key (or the one `cell_key`), the seeds already trained to the end: run FINISHED,
+    status ok or diverged. A run cut off mid-logging is still RUNNING and never skips a training."""
+    _check_role(role)
+    client = connect(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None or found.lifecycle_stage != "active":
+        return {}
+    filter_string = f"attributes.status = 'FINISHED' and tags.`{TAG_ROLE}` = '{role}'"
+    if cell_key is not None:
+        quoted = cell_key.replace("'", "\\'")
+        filter_string += f" and tags.`{TAG_CELL_KEY}` = '{quoted}'"
+    done: dict[str, set[int]] = {}
+    with store_errors(f"cannot read the finished runs of {experiment!r} from {client.tracking_uri}"):
+        runs = search_all_runs(client, found.experiment_id, filter_string, ViewType.ACTIVE_ONLY)
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(TAG_STATUS) not in ("ok", "diverged") or TAG_CELL_KEY not in tags:
+            continue
+        try:
+            seed = int(run.data.params.get("seed", "0"))
+        except ValueError:
+            continue
+        done.setdefault(tags[TAG_CELL_KEY], set()).add(seed)
+    return done

@@ -22,23 +22,26 @@ from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
 from peppp.tracking._mlflow_private import finish_run, insert_runs, sql_store
+from peppp.tracking.tags import (  # noqa: F401 - the cell tags, also imported from here
+    METRIC_ERROR,
+    METRIC_LOSS,
+    METRIC_MEMORY,
+    METRIC_SECONDS,
+    TAG_CELL_KEY,
+    TAG_CONFIG,
+    TAG_DATASET,
+    TAG_KIND,
+    TAG_MESSAGE,
+    TAG_PARENT,
+    TAG_RECIPE,
+    TAG_ROLE,
+    TAG_RUN_NAME,
+    TAG_STATUS,
+)
+from peppp.tracking.liveness import HEARTBEAT_INTERVAL_S, Heartbeat, liveness_tags
 from peppp.tracking.store import connect, first_line, get_or_create_experiment
 
 ROLES = ("meta", "probe")
-TAG_CELL_KEY = "peppp.cell_key"
-TAG_STATUS = "peppp.status"
-TAG_ROLE = "peppp.role"
-TAG_DATASET = "peppp.dataset"
-TAG_CONFIG = "peppp.config"
-TAG_RECIPE = "peppp.recipe"
-TAG_MESSAGE = "peppp.message"
-TAG_KIND = "peppp.kind"
-TAG_RUN_NAME = "mlflow.runName"
-TAG_PARENT = "mlflow.parentRunId"
-METRIC_ERROR = "test_error"
-METRIC_MEMORY = "memory_mb"
-METRIC_SECONDS = "train_seconds"
-METRIC_LOSS = "final_loss"
 MESSAGE_CHARS = 2000
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -249,6 +252,31 @@ def end_run(run_id: str, *, status: str = "FINISHED", tracking_uri: str | None =
     connect(tracking_uri).set_terminated(run_id, status=status)
 
 
+def log_metrics(run_id: str, values: Mapping[str, float], *, tracking_uri: str | None = None) -> None:
+    """Log summary metrics on a run at once (a NaN or infinite value means "none" and is left out)."""
+    now = _now_ms()
+    metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if math.isfinite(float(v))]
+    if metrics:
+        connect(tracking_uri).log_batch(run_id, metrics=metrics)
+
+
+def round_methods(experiment: str, dataset: str, *, tracking_uri: str | None = None) -> set[str]:
+    """The methods (tag `peppp.method`) of every active search round of `dataset` in `experiment`."""
+    from mlflow.entities import ViewType
+
+    from peppp.tracking.store import search_all_runs
+    from peppp.tracking.tags import KIND_ROUND, TAG_METHOD
+
+    client = connect(tracking_uri, create=False)
+    experiment_id = get_or_create_experiment(experiment, create=False, client=client)
+    quoted = dataset.replace("'", "\\'")
+    runs = search_all_runs(
+        client, experiment_id, f"tags.`{TAG_KIND}` = '{KIND_ROUND}' and tags.`{TAG_DATASET}` = '{quoted}'",
+        ViewType.ACTIVE_ONLY,
+    )
+    return {r.data.tags.get(TAG_METHOD, "") for r in runs}
+
+
 def delete_run(run_id: str, *, tracking_uri: str | None = None) -> None:
     """Mark a run deleted: it stays in the store but never counts in a matrix again."""
     connect(tracking_uri).delete_run(run_id)
@@ -262,18 +290,33 @@ def parent_run(
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
     tracking_uri: str | None = None,
+    heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+    delete_on_error: bool = False,
 ) -> Iterator[str]:
-    """`with parent_run(...) as run_id:` ends the run FINISHED, FAILED on an error, KILLED on Ctrl-C."""
-    run_id = start_parent_run(experiment, kind=kind, name=name, tags=tags, tracking_uri=tracking_uri)
+    """`with parent_run(...) as run_id:` the one way a sweep, round or import holds its parent run.
+
+    The run carries this process's tag and a heartbeat beaten every `heartbeat_s` while the block runs
+    (`peppp.tracking.liveness`: how a later process tells live work from dead). It ends FINISHED, FAILED
+    on an error, KILLED on Ctrl-C (or any other interruption that is not an error); with
+    `delete_on_error` a run that did not finish is then deleted (an import that is all or nothing).
+    """
+    all_tags = {**liveness_tags(), **(tags or {})}
+    run_id = start_parent_run(experiment, kind=kind, name=name, tags=all_tags, tracking_uri=tracking_uri)
+    heartbeat = Heartbeat(run_id, tracking_uri=tracking_uri, interval_s=heartbeat_s).start()
     status = "FAILED"
     try:
         yield run_id
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except Exception:
+        raise
+    except BaseException:  # KeyboardInterrupt, SystemExit, a cancelled task: not a failure of the work
         status = "KILLED"
         raise
     finally:
+        heartbeat.stop()
         end_run(run_id, status=status, tracking_uri=tracking_uri)
+        if delete_on_error and status != "FINISHED":
+            delete_run(run_id, tracking_uri=tracking_uri)
 
 
 def _now_ms() -> int:

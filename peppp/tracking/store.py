@@ -191,3 +191,20 @@ def get_or_create_experiment(
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+SEARCH_PAGE_SIZE = 50_000  # MLflow's largest page
+
+
+def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str, view) -> list:
+    """Every run of `search_runs` over all its pages (one page is at most SEARCH_PAGE_SIZE runs)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=filter_string, run_view_type=view, max_results=SEARCH_PAGE_SIZE,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs

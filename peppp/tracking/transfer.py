@@ -18,27 +18,22 @@ from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
 from peppp.matrices import read_matrix_csv
-from peppp.matrices import validate_matrices as check_matrices
-from peppp.tracking.matrix import load_matrices, read_cells
-from peppp.tracking.runs import (
-    ROLES,
-    delete_run,
-    end_run,
-    log_cells_batch,
-    start_parent_run,
-)
+from peppp.matrices import validate_matrices
+from peppp.tracking.matrix import rebuild_matrices, read_cells
+from peppp.tracking.runs import ROLES, log_cells_batch, parent_run
+from peppp.tracking.tags import KIND_IMPORT
 from peppp.tracking.store import connect
 
 IMPORTED_SEED = -1  # an imported cell's seed is unknown
 
 
-def validate_matrices(error: pd.DataFrame, memory: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate_import(error: pd.DataFrame, memory: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check an (error, memory_mb) pair for import; returns them aligned to the error matrix's labels.
 
     As `peppp.matrices.validate_matrices` (missing cells allowed), and every configuration label must
     be a valid `LOW/HIGH` (its formats are logged as params).
     """
-    error, memory = check_matrices(error, memory)
+    error, memory = validate_matrices(error, memory)
     for config in error.columns:
         parse_config(config)  # one line naming the bad configuration and the syntax allowed
     return error, memory
@@ -61,7 +56,7 @@ def import_matrix(
     never counted twice; delete those runs or import into a new experiment. Cells with a memory but
     no error are not imported (a run is a measurement). Returns the number of cell runs written.
     """
-    error, memory = validate_matrices(
+    error, memory = validate_import(
         read_matrix_csv(error_csv, what="error"), read_matrix_csv(memory_csv, what="memory")
     )
     if not isinstance(recipe, str) or not recipe.strip():
@@ -94,26 +89,15 @@ def import_matrix(
                 f"experiment {experiment!r} already holds {len(overlap)} of these {len(results)} cells "
                 f"(e.g. {overlap[0]}); import into a new experiment or delete those runs first"
             )
-    parent = start_parent_run(
-        experiment,
-        kind="import",
-        name=f"import {Path(error_csv).name}",
-        tags={
-            "peppp.source.error": str(Path(error_csv).resolve()),
-            "peppp.source.memory": str(Path(memory_csv).resolve()),
-            "peppp.shape": f"{error.shape[0]}x{error.shape[1]}",
-        },
-        tracking_uri=client.tracking_uri,
-    )
-    try:
-        run_ids = log_cells_batch(
-            experiment, results, role=role, parent_run_id=parent, tracking_uri=client.tracking_uri
-        )
-    except BaseException:
-        end_run(parent, status="FAILED", tracking_uri=client.tracking_uri)
-        delete_run(parent, tracking_uri=client.tracking_uri)
-        raise
-    end_run(parent, tracking_uri=client.tracking_uri)
+    tags = {
+        "peppp.source.error": str(Path(error_csv).resolve()),
+        "peppp.source.memory": str(Path(memory_csv).resolve()),
+        "peppp.shape": f"{error.shape[0]}x{error.shape[1]}",
+    }
+    # All or nothing: a failed import's parent run is deleted with it (its cells never went in).
+    with parent_run(experiment, kind=KIND_IMPORT, name=f"import {Path(error_csv).name}", tags=tags,
+                    tracking_uri=client.tracking_uri, delete_on_error=True) as parent:
+        run_ids = log_cells_batch(experiment, results, role=role, parent_run_id=parent, tracking_uri=client.tracking_uri)
     return len(run_ids)
 
 
@@ -141,7 +125,7 @@ def export_matrix(
     The matrices are rebuilt first and each file is written whole (temporary file, then rename), so a
     bad experiment or a crash leaves no half-written CSV.
     """
-    error, memory = load_matrices(experiment, role=role, recipe=recipe, tracking_uri=tracking_uri)
+    error, memory = rebuild_matrices(experiment, role=role, recipe=recipe, tracking_uri=tracking_uri)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from flows.meta_train import meta_train
 from peppp.active import ActiveSearch, embed_meta_matrix
 from peppp.errors import PepppError
 from peppp.registry import fetch_frontier
-from peppp.tracking import load_cells, load_matrices
+from peppp.tracking import load_cells, rebuild_matrices
 
 META = ["digits", "digits[0-4]", "digits[5-9]"]
 CONFIGS = ["e3m1/e6m7", "e4m3/e7m9", "e5m3/e8m11", "fp32"]
@@ -40,7 +40,7 @@ def store_uri(meta_store, tmp_path):
 
 
 def library_picks(uri: str, n: int, *, rank: int, memory: np.ndarray, **kwargs) -> list[str]:
-    error, _ = load_matrices("meta", tracking_uri=uri)
+    error, _ = rebuild_matrices("meta", tracking_uri=uri)
     meta = embed_meta_matrix(error.to_numpy(), rank=rank)
     search = ActiveSearch(list(error.columns), meta.embeddings, memory, n=n, **kwargs)
     return [str(error.columns[i]) for i in search.next_batch(n)]

@@ -10,11 +10,12 @@ import pytest
 from flow_helpers import cell_counts
 from mlflow import MlflowClient
 
-from flows._cells import TAG_PROCESS, process_alive, process_tag
+from peppp.tracking.liveness import process_gone, process_tag
+from peppp.tracking.tags import TAG_PROCESS
 from flows.meta_train import meta_train, plan_cells
 from peppp.cells import CellResult
 from peppp.errors import PepppError
-from peppp.tracking import load_cells, load_matrices, log_cell, start_parent_run
+from peppp.tracking import load_cells, rebuild_matrices, log_cell, start_parent_run
 from peppp.tracking.runs import TAG_CELL_KEY, TAG_STATUS
 
 DATASETS = ["digits", "digits[0-4]"]
@@ -24,7 +25,7 @@ CONFIGS = ["fp32", "e3m1/e6m7"]
 def test_sweep_trains_each_cell_once_and_a_rerun_only_the_new_ones(store_uri):
     first = meta_train("sweep", DATASETS, CONFIGS, recipe="tiny", tracking_uri=store_uri)
     assert (first.planned, first.skipped, first.trained, first.failed) == (4, 0, 4, ())
-    error, memory = load_matrices("sweep", tracking_uri=store_uri)
+    error, memory = rebuild_matrices("sweep", tracking_uri=store_uri)
     assert list(error.index) == ["digits", "digits[0-4]"]
     assert sorted(error.columns) == sorted(CONFIGS)
     assert error.notna().all().all() and (memory > 0).all().all()
@@ -70,7 +71,7 @@ def test_leftovers_of_a_killed_sweep_are_cleaned_and_the_cell_trained_again(stor
     the parent as KILLED and trains the cell once."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_tag = process_tag().rsplit(":", 2)[0] + f":{dead.stdout.strip()}:0"
-    assert not process_alive(dead_tag)
+    assert process_gone(dead_tag)
     parent = start_parent_run("crashed", kind="sweep", tags={TAG_PROCESS: dead_tag}, tracking_uri=store_uri)
     client = MlflowClient(store_uri)
     experiment_id = client.get_experiment_by_name("crashed").experiment_id
@@ -92,7 +93,7 @@ def test_leftovers_of_a_killed_sweep_are_cleaned_and_the_cell_trained_again(stor
 
 
 def test_a_live_sweeps_runs_are_left_alone(store_uri):
-    from flows._cells import recover_orphans
+    from peppp.tracking import recover_orphans
 
     parent = start_parent_run("live", kind="sweep", tags={TAG_PROCESS: process_tag()}, tracking_uri=store_uri)
     assert recover_orphans("live", tracking_uri=store_uri) == (0, 0)
@@ -100,7 +101,7 @@ def test_a_live_sweeps_runs_are_left_alone(store_uri):
 
 
 def test_resume_counts_finished_meta_runs_per_seed(store_uri):
-    from flows._cells import finished_seeds
+    from peppp.tracking import finished_seeds
 
     def cell(seed, status="ok"):
         return CellResult(

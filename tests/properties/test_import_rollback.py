@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 
-from peppp.tracking import import_matrix, load_matrices, transfer
+from peppp.tracking import import_matrix, rebuild_matrices, transfer
 from properties.support import Refused, budget, csv_bytes, outcome, paper_slice
 
 ERROR = paper_slice("error.csv")
@@ -50,7 +50,7 @@ def test_a_broken_import_writes_nothing(store, error_bytes, memory_bytes):
     # Accepted: one parent run and one run per measured cell, holding exactly the CSV's measured cells.
     assert after["runs"] == before["runs"] + written + 1
     expected = transfer.read_matrix_csv(error_csv).stack().dropna()
-    error, _ = load_matrices(experiment, role="meta", recipe="imported", tracking_uri=uri)
+    error, _ = rebuild_matrices(experiment, role="meta", recipe="imported", tracking_uri=uri)
     rebuilt = error.stack().dropna()
     assert written == len(expected)
     assert rebuilt.sort_index().to_dict() == expected.sort_index().to_dict()

@@ -94,7 +94,7 @@ def test_import_validation_gives_valid_matrices_or_one_pepppError(folder, error_
     memory = outcome(lambda: read_matrix_csv(_write(folder, memory_bytes), what="memory"))
     if isinstance(error, Refused) or isinstance(memory, Refused):
         return
-    pair = outcome(lambda: transfer.validate_matrices(error, memory))
+    pair = outcome(lambda: transfer.validate_import(error, memory))
     if not isinstance(pair, Refused):
         _check_pair(*pair, complete=False)
         for config in pair[0].columns:
@@ -105,7 +105,7 @@ def test_the_unbroken_slices_load_for_evaluation_and_import(folder):
     """The properties above only mean something if the valid slices are accepted."""
     error, memory = evaluate.load_matrices(str(_write(folder, ERROR)), str(_write(folder, MEMORY)))
     assert error.shape == (3, 6) and list(error.index) == PAPER_NAMES
-    imported = transfer.validate_matrices(
+    imported = transfer.validate_import(
         read_matrix_csv(_write(folder, ERROR)), read_matrix_csv(_write(folder, MEMORY))
     )
     pd.testing.assert_frame_equal(imported[0], error)

@@ -16,7 +16,7 @@ from peppp.tracking import (
     claim_cell,
     list_claims,
     load_cells,
-    load_matrices,
+    rebuild_matrices,
     release_claim,
 )
 
@@ -55,7 +55,7 @@ def test_sweep_on_dask_through_the_server_rebuilds_what_was_trained(server, clus
         trained[(run.data.params["dataset"], run.data.params["config"])] = (
             run.data.metrics["test_error"], run.data.metrics["memory_mb"]
         )
-    error, memory = load_matrices(experiment, tracking_uri=server.uri)
+    error, memory = rebuild_matrices(experiment, tracking_uri=server.uri)
     assert set(error.index) == {d for d, _ in trained} and set(error.columns) == set(CONFIGS)
     assert len(trained) == error.size == 4
     for (dataset, config), (err, mem) in trained.items():

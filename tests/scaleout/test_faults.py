@@ -136,7 +136,9 @@ def test_two_sweeps_at_once_train_each_cell_once(sqlite_uri, capsys):
 
 
 def test_a_cell_claimed_by_another_sweep_is_left_to_it(sqlite_uri):
-    from flows._cells import TAG_PROCESS, claim_key, process_tag
+    from flows._sweep import claim_key
+    from peppp.tracking.liveness import process_tag
+    from peppp.tracking.tags import TAG_PROCESS
     from flows.meta_train import meta_train, plan_cells
 
     experiment = f"held-{uuid.uuid4().hex[:8]}"

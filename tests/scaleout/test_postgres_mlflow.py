@@ -33,7 +33,7 @@ from peppp.tracking import (
     get_or_create_experiment,
     import_matrix,
     load_cells,
-    load_matrices,
+    rebuild_matrices,
     log_cell,
     log_cells_batch,
     parent_run,
@@ -93,7 +93,7 @@ def test_cells_logged_through_the_server_rebuild_the_same_over_http_and_from_pos
     )
     finished = {"a|e3m1/e6m7|quick", "b|e4m3/e7m9|quick", "a|e4m3/e7m9|quick"}
     for uri in (server.uri, postgres.uri):
-        error, memory = load_matrices("cells", tracking_uri=uri)
+        error, memory = rebuild_matrices("cells", tracking_uri=uri)
         pd.testing.assert_frame_equal(error, expected)
         assert memory.at["b", "e4m3/e7m9"] == 20.0
         assert finished_cells("cells", tracking_uri=uri) == finished
@@ -123,7 +123,7 @@ def test_a_paper_slice_imported_through_the_server_and_directly_rebuilds_the_sam
           f"straight into PostgreSQL: {direct_seconds:.2f} s for 396 cells")
     for experiment, (error_csv, memory_csv) in (("paper-served", served_csvs), ("paper-direct", direct_csvs)):
         for uri in (server.uri, postgres.uri):
-            error, memory = load_matrices(experiment, tracking_uri=uri)
+            error, memory = rebuild_matrices(experiment, tracking_uri=uri)
             pd.testing.assert_frame_equal(error, read_matrix_csv(error_csv))
             pd.testing.assert_frame_equal(memory, read_matrix_csv(memory_csv))
         exported = export_matrix(experiment, tmp_path / experiment, tracking_uri=server.uri)
@@ -195,7 +195,7 @@ def test_cells_logged_before_and_after_a_server_restart_are_all_there(server, po
     assert server.pid != old
     log_cell("restart", cell("after", error=0.5), tracking_uri=server.uri)
     for uri in (server.uri, postgres.uri):
-        error, _ = load_matrices("restart", tracking_uri=uri)
+        error, _ = rebuild_matrices("restart", tracking_uri=uri)
         assert error["e4m3/e7m9"].to_dict() == {"before": 0.25, "after": 0.5}
 
 
@@ -285,7 +285,7 @@ def stopped_postgres(service_folder):
 
 def test_reading_from_a_postgres_that_went_away_is_one_pepppError(stopped_postgres):
     with pytest.raises(PepppError):
-        load_matrices("gone", tracking_uri=stopped_postgres.uri)
+        rebuild_matrices("gone", tracking_uri=stopped_postgres.uri)
 
 
 def test_the_cli_on_an_unreachable_postgres_fails_within_seconds(tmp_path):

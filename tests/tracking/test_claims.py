@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import time
 
 import pytest
 
@@ -29,19 +28,35 @@ def test_claims_are_per_experiment_and_key(store_uri):
     assert [(c.cell_key, c.owner) for c in list_claims("exp")] == [("k1", "a"), ("k2", "b")]
 
 
+class Clock:
+    """A clock the test moves by hand (seconds since the epoch)."""
+
+    def __init__(self, now: float = 1_900_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_an_expired_claim_is_taken_over(store_uri):
-    assert claim_cell("exp", "k", owner="dead", ttl_s=0.05)
-    time.sleep(0.1)
-    assert claim_cell("exp", "k", owner="alive")
+    clock = Clock()
+    assert claim_cell("exp", "k", owner="dead", ttl_s=10, clock=clock)
+    clock.now += 9.9
+    assert not claim_cell("exp", "k", owner="alive", clock=clock)
+    clock.now += 0.2
+    assert claim_cell("exp", "k", owner="alive", ttl_s=60, clock=clock)
     (claim,) = list_claims("exp")
-    assert claim.owner == "alive" and claim.expires_ms > time.time() * 1000 + 60_000
+    assert claim.owner == "alive" and claim.expires_ms == int(clock.now * 1000) + 60_000
 
 
 def test_renewal_moves_the_expiry_on(store_uri):
-    assert claim_cell("exp", "k", owner="a", ttl_s=0.2)
-    assert claim_cell("exp", "k", owner="a", ttl_s=60)
-    time.sleep(0.3)
-    assert not claim_cell("exp", "k", owner="b")
+    clock = Clock()
+    assert claim_cell("exp", "k", owner="a", ttl_s=1, clock=clock)
+    assert claim_cell("exp", "k", owner="a", ttl_s=60, clock=clock)
+    clock.now += 30
+    assert not claim_cell("exp", "k", owner="b", clock=clock)
+    clock.now += 31
+    assert claim_cell("exp", "k", owner="b", clock=clock)
 
 
 @pytest.mark.parametrize(

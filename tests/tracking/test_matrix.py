@@ -18,7 +18,7 @@ from peppp.tracking import (
     finished_cells,
     get_or_create_experiment,
     load_cells,
-    load_matrices,
+    rebuild_matrices,
     log_cell,
     log_cells_batch,
     start_parent_run,
@@ -49,7 +49,7 @@ def logged(store_uri, cell):
 
 
 def test_rebuild_averages_seeds_and_leaves_missing_cells_empty(logged):
-    error, memory = load_matrices("meta")
+    error, memory = rebuild_matrices("meta")
     expected_error = pd.DataFrame(
         [[0.45, 0.90, 0.10], [0.30, np.nan, np.nan]],
         index=pd.Index(["mnist", "digits"], name="dataset"),
@@ -62,11 +62,11 @@ def test_rebuild_averages_seeds_and_leaves_missing_cells_empty(logged):
 
 
 def test_statuses_and_roles_choose_the_runs(logged):
-    error, _ = load_matrices("meta", statuses=("ok",))
+    error, _ = rebuild_matrices("meta", statuses=("ok",))
     assert "e3m1/e6m11" not in error.columns  # its only runs diverged or failed
-    error, memory = load_matrices("meta", role="probe")
+    error, memory = rebuild_matrices("meta", role="probe")
     assert error.shape == (1, 1) and error.at["digits", "e5m3/e8m11"] == 0.77
-    error, _ = load_matrices("meta", role=None)
+    error, _ = rebuild_matrices("meta", role=None)
     assert error.at["digits", "e5m3/e8m11"] == 0.77  # the deleted 0.99 never counts
 
 
@@ -93,7 +93,7 @@ def test_rows_in_order_of_first_run_columns_in_grid_order(store_uri, cell):
     configs = [str(c) for c in paper_grid()]
     shuffled = random.Random(0).sample(configs, len(configs))
     log_cells_batch("meta", [cell(d, c) for d in ("zeta", "alpha", "mid") for c in shuffled[:7]])
-    error, _ = load_matrices("meta")
+    error, _ = rebuild_matrices("meta")
     assert list(error.index) == ["zeta", "alpha", "mid"]
     assert list(error.columns) == [c for c in configs if c in shuffled[:7]]
 
@@ -118,26 +118,26 @@ def test_finished_cells_skip_failed_and_respect_role(logged):
 
 def test_unknown_experiment(store_uri):
     with pytest.raises(PepppError, match="no experiment named 'nope'"):
-        load_matrices("nope")
+        rebuild_matrices("nope")
 
 
 def test_experiment_without_runs(store_uri):
     get_or_create_experiment("empty")
     with pytest.raises(PepppError, match="no cell runs at all"):
-        load_matrices("empty")
+        rebuild_matrices("empty")
 
 
 def test_experiment_with_only_failed_runs(store_uri, cell):
     log_cell("meta", cell(error=math.nan, status="failed"))
     with pytest.raises(PepppError, match="no cell runs with status ok/diverged"):
-        load_matrices("meta")
+        rebuild_matrices("meta")
 
 
 def test_mixed_recipes_need_a_choice(store_uri, cell):
     log_cells_batch("meta", [cell(recipe="quick", error=0.2), cell(recipe="paper", error=0.3)])
     with pytest.raises(PepppError, match="mixes recipes paper, quick"):
-        load_matrices("meta")
-    error, _ = load_matrices("meta", recipe="paper")
+        rebuild_matrices("meta")
+    error, _ = rebuild_matrices("meta", recipe="paper")
     assert error.iloc[0, 0] == 0.3
 
 
@@ -147,4 +147,4 @@ def test_mixed_recipes_need_a_choice(store_uri, cell):
 )
 def test_bad_selection(logged, kwargs, match):
     with pytest.raises(PepppError, match=match):
-        load_matrices("meta", **kwargs)
+        rebuild_matrices("meta", **kwargs)

@@ -19,7 +19,7 @@ from peppp.tracking import (
     finished_cells,
     get_or_create_experiment,
     load_cells,
-    load_matrices,
+    rebuild_matrices,
     log_cell,
     log_cells_batch,
     parent_run,
@@ -75,7 +75,7 @@ def test_cells_through_a_server_rebuild_like_the_database_behind_it(server, cell
             parent_run_id=parent,
         )
         log_cell("served", cell("a", "e4m3/e7m9", 0.3, 20.0), role="probe", parent_run_id=parent)
-    error, memory = load_matrices("served")
+    error, memory = rebuild_matrices("served")
     expected = pd.DataFrame(
         [[0.5, math.nan], [math.nan, 0.2]],
         index=pd.Index(["a", "b"], name="dataset"),

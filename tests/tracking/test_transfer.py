@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from peppp.errors import PepppError
-from peppp.tracking import connect, export_matrix, import_matrix, load_cells, load_matrices, read_matrix_csv
+from peppp.tracking import connect, export_matrix, import_matrix, load_cells, rebuild_matrices, read_matrix_csv
 
 PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "meta" / "paper88x99"
 
@@ -33,7 +33,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 def test_paper_slice_imports_rebuilds_and_exports_unchanged(store_uri, tmp_path):
     error_csv, memory_csv = _paper_slice(tmp_path, rows=5)
     assert import_matrix(error_csv, memory_csv, experiment="paper", recipe="paper-resnet18") == 5 * 99
-    error, memory = load_matrices("paper")
+    error, memory = rebuild_matrices("paper")
     pd.testing.assert_frame_equal(error, read_matrix_csv(error_csv))
     pd.testing.assert_frame_equal(memory, read_matrix_csv(memory_csv))
     exported = export_matrix("paper", tmp_path / "out")
