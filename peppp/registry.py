@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from peppp.errors import PepppError
 from peppp.frontier import JSON_FILE, MAX_JSON_BYTES, Frontier
 from peppp.tracking.store import connect
+from peppp.tracking.tags import KIND_FRONTIER, TAG_KIND
 
 __all__ = [
     "ARTIFACT_DIR",
@@ -39,7 +40,7 @@ ARTIFACT_DIR = "frontier"
 DEFAULT_ALIAS = "champion"
 MODEL_PREFIX = "peppp-frontier-"
 # Marks registered models made here, so we never add versions to (or read) someone else's model.
-KIND_TAG, KIND = "peppp.kind", "frontier"
+KIND_TAG, KIND = TAG_KIND, KIND_FRONTIER
 SHA256_TAG = "frontier_sha256"
 
 

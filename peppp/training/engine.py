@@ -26,13 +26,12 @@ from peppp.memory import model_memory_mb
 from peppp.training.datasets import Dataset, load_dataset, train_loader
 from peppp.training.devices import resolve_device
 from peppp.training.graphs import CapturedStep
+from peppp.training.quant import BACKENDS, ROUNDINGS
 from peppp.training.quant.triton_kernels import device_counter, seed_source
 from peppp.training.networks import build_network
 from peppp.training.quantizers import make_optimizer, make_quantizer_factory
 from peppp.training.recipes import Recipe, get_recipe
 
-ROUNDINGS = ("stochastic", "nearest")
-BACKENDS = ("fast", "qtorch")
 # On a GPU the loss is read back (a host synchronisation) once per this many steps, not every step.
 GPU_LOSS_CHECK_EVERY = 50
 _INIT_LOCK = threading.Lock()
