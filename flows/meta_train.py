@@ -5,10 +5,12 @@ Resumable: cells already in the store are skipped, so a rerun after a crash trai
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._sweep import (
@@ -20,6 +22,7 @@ from flows._sweep import (
     train_and_log,
     unique_in_order,
 )
+from flows._report import run_logger, sweep_table
 from peppp.errors import PepppError
 
 DEFAULT_WORKERS = 2
@@ -77,45 +80,95 @@ def meta_train(
     its workers are the cells trained at once (on a GPU, K per GPU: `peppp meta-train --cells-per-gpu K`).
     `device`: auto (a GPU where torch sees one), cpu, cuda or cuda:N.
     """
-    from peppp.tracking import finished_seeds, parent_run, recover_orphans, resolve_tracking_uri
+    from peppp.tracking import parent_run, resolve_tracking_uri
     from peppp.tracking.tags import KIND_SWEEP, TAG_RECIPE
     from peppp.training.recipes import get_recipe
 
+    log = run_logger()
+    start = time.perf_counter()
     uri = resolve_tracking_uri(tracking_uri)
     recipe_name = get_recipe(recipe).name
     specs = plan_cells(datasets, configs, seeds)
-    recovered = recover_orphans(experiment, tracking_uri=uri)
-    done = finished_seeds(experiment, role="meta", tracking_uri=uri)
+    names, grid = unique_in_order(s.dataset for s in specs), unique_in_order(s.config for s in specs)
+    log.info(f"{len(specs)} cells planned: {len(names)} datasets x {len(grid)} configurations x "
+             f"{len(specs) // max(len(names) * len(grid), 1)} seeds, recipe {recipe_name}, store {uri}")
+    recovered = recover_task(experiment, uri)
+    if any(recovered):
+        log.warning(f"recovered after a dead sweep: {recovered[0]} half-written cell runs deleted, "
+                    f"{recovered[1]} parent runs closed as KILLED")
+    done = finished_task(experiment, uri)
     todo = [s for s in specs if s.seed not in done.get(cell_key(s, recipe), ())]
+    log.info(f"{len(specs) - len(todo)} cells already in the store, {len(todo)} to train")
     summary = {
         "experiment": experiment, "tracking_uri": uri, "planned": len(specs), "skipped": len(specs) - len(todo),
         "recovered": recovered,
     }
     if not todo:
+        sweep_table(experiment, [], totals={"planned": len(specs), "skipped": len(specs), "trained": 0})
         return SweepSummary(trained=0, **summary)
-    failed, diverged, run_ids = [], [], []
+    failed, diverged, run_ids, rows = [], [], [], []
     trained = 0
     bar = progress_bar(len(todo), desc="meta-train", enabled=progress)
+    description = (f"meta-train sweep: {len(todo)} of {len(specs)} cells ({len(names)} datasets x {len(grid)} "
+                   f"configurations) trained with recipe {recipe_name}; its child runs are the cells, its "
+                   "artifacts the error and memory matrices of the grid and their heatmap")
     try:
         with parent_run(experiment, kind=KIND_SWEEP, name=f"sweep {len(todo)} cells", tags={TAG_RECIPE: recipe_name},
-                        tracking_uri=uri) as parent:
+                        tracking_uri=uri, description=description) as parent:
             for cell in train_and_log(
                 todo, recipe=recipe, experiment=experiment, role="meta", parent_run_id=parent, tracking_uri=uri,
                 claims=True, device=device,
             ):
                 trained += 1
                 run_ids.append(cell.run_id)
-                if cell.result.status == "failed":
-                    failed.append(str(cell.result.key))
-                elif cell.result.status == "diverged":
-                    diverged.append(str(cell.result.key))
+                r = cell.result
+                rows.append({"dataset": r.dataset, "config": r.config, "seed": r.seed, "status": r.status,
+                             "test_error": r.error, "memory_mb": r.memory_mb, "run_id": cell.run_id})
+                if r.status == "failed":
+                    failed.append(str(r.key))
+                    log.warning(f"failed: {r.key} ({r.message})")
+                elif r.status == "diverged":
+                    diverged.append(str(r.key))
+                    log.warning(f"diverged: {r.key} ({r.message})")
                 bar.set_postfix_str(cell_summary(cell), refresh=False)
                 bar.update()
+            skipped = len(specs) - trained  # cells another sweep held or logged meanwhile count as skipped
+            totals = {"planned": len(specs), "skipped": skipped, "trained": trained, "failed": len(failed),
+                      "diverged": len(diverged), "seconds": time.perf_counter() - start}
+            summarise_task(parent, experiment, names, grid, recipe_name, totals, uri)
     finally:
         bar.close()
-    # Cells another sweep held or logged meanwhile count as skipped.
-    summary["skipped"] += len(todo) - trained
+    summary["skipped"] = skipped
+    log.info(f"{trained} cells trained ({len(failed)} failed, {len(diverged)} diverged), {skipped} skipped, "
+             f"in {totals['seconds']:.0f} s; parent run {parent}")
+    sweep_table(experiment, rows, totals=totals)
     return SweepSummary(
         trained=trained, failed=tuple(failed), diverged=tuple(diverged), parent_run_id=parent,
         run_ids=tuple(run_ids), **summary,
     )
+
+
+@task(name="recover-orphans", cache_policy=NO_CACHE)
+def recover_task(experiment: str, tracking_uri: str) -> tuple[int, int]:
+    """Close dead sweeps' parent runs, delete their half-written cells, free their claims."""
+    from peppp.tracking import recover_orphans
+
+    return recover_orphans(experiment, tracking_uri=tracking_uri)
+
+
+@task(name="find-finished-cells", cache_policy=NO_CACHE)
+def finished_task(experiment: str, tracking_uri: str) -> dict[str, set[int]]:
+    """The cells (and seeds) the store already holds: they are skipped."""
+    from peppp.tracking import finished_seeds
+
+    return finished_seeds(experiment, role="meta", tracking_uri=tracking_uri)
+
+
+@task(name="summarise-sweep", cache_policy=NO_CACHE)
+def summarise_task(run_id: str, experiment: str, datasets: list[str], configs: list[str], recipe: str,
+                   totals: dict, tracking_uri: str) -> bool:
+    """The sweep's counts as metrics of its parent run, and the matrices of its grid as artifacts."""
+    from peppp.tracking import log_sweep_summary
+
+    return log_sweep_summary(run_id, experiment=experiment, datasets=datasets, configs=configs, recipe=recipe,
+                             counts=totals, tracking_uri=tracking_uri)

@@ -31,12 +31,15 @@ from peppp.tracking.runs import (
     end_run,
     log_cell,
     log_cells_batch,
+    log_files,
     log_metrics,
+    log_params,
     parent_run,
     round_methods,
     start_parent_run,
 )
 from peppp.tracking.store import connect, get_or_create_experiment, resolve_tracking_uri
+from peppp.tracking.summaries import log_frontier_plot, log_sweep_summary
 from peppp.tracking.transfer import ExportedMatrix, export_matrix, import_matrix, read_matrix_csv
 
 __all__ = [
@@ -44,7 +47,11 @@ __all__ = [
     "SearchCells",
     "finished_seeds",
     "free_dead_claims",
+    "log_files",
     "log_metrics",
+    "log_params",
+    "log_frontier_plot",
+    "log_sweep_summary",
     "recover_orphans",
     "round_methods",
     "search_cells",

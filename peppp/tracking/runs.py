@@ -32,6 +32,7 @@ from peppp.tracking.tags import (  # noqa: F401 - the cell tags, also imported f
     TAG_DATASET,
     TAG_KIND,
     TAG_MESSAGE,
+    TAG_NOTE,
     TAG_PARENT,
     TAG_RECIPE,
     TAG_ROLE,
@@ -63,6 +64,24 @@ class _RunRecord:
 def cell_run_name(result: CellResult) -> str:
     """A readable run name, e.g. `fashion-mnist[0,1]|e4m3/e7m9`."""
     return f"{result.dataset}|{result.config}"
+
+
+def cell_description(result: CellResult, *, role: str) -> str:
+    """What a cell run is, in words, for its page in MLflow's UI (the metrics keep the exact values)."""
+    config = parse_config(result.config)
+    if config.is_fp32:
+        how = "in fp32 (the unquantized baseline)"
+    else:
+        how = (f"under {config}: {config.low} on activations, weights and their gradients, {config.high} on "
+               "momentum, master weights, input and logits")
+    what = "meta-training cell" if role == "meta" else "active-search measurement"
+    text = (f"peppp {what}: {result.dataset} trained {how}; recipe {result.recipe} ({result.network}), "
+            f"seed {result.seed}. Status {result.status}")
+    if result.status != "failed":
+        text += f": test error {result.error:g}, memory {result.memory_mb:g} MB"
+    if result.message:
+        text += f" ({result.message[:200]})"
+    return text + "."
 
 
 def _check_role(role: str) -> None:
@@ -99,6 +118,7 @@ def _record(
         TAG_CONFIG: result.config,
         TAG_RECIPE: result.recipe,
     }
+    tags[TAG_NOTE] = cell_description(result, role=role)
     if result.message:
         tags[TAG_MESSAGE] = result.message[:MESSAGE_CHARS]
     if parent_run_id:
@@ -226,10 +246,12 @@ def start_parent_run(
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
     tracking_uri: str | None = None,
+    description: str | None = None,
 ) -> str:
     """Open a parent run for a sweep, an active-search round or an import; returns its run id.
 
     Cells logged with `parent_run_id=` nest under it. Close it with `end_run`, or use `parent_run`.
+    `description` is what the run's page in MLflow's UI says it is.
     """
     if not isinstance(kind, str) or not _KIND.fullmatch(kind):
         raise PepppError(f"run kind {kind!r} must be a short lower-case word such as sweep, round or import")
@@ -239,6 +261,8 @@ def start_parent_run(
     all_tags[TAG_KIND] = kind
     run_name = name or kind
     all_tags[TAG_RUN_NAME] = run_name
+    if description:
+        all_tags[TAG_NOTE] = description
     try:
         return client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
     except MlflowException as exc:
@@ -277,6 +301,23 @@ def round_methods(experiment: str, dataset: str, *, tracking_uri: str | None = N
     return {r.data.tags.get(TAG_METHOD, "") for r in runs}
 
 
+def log_params(run_id: str, values: Mapping[str, object], *, tracking_uri: str | None = None) -> None:
+    """Log parameters on a run at once (as text, as MLflow keeps them)."""
+    params = [Param(k, str(v)) for k, v in values.items()]
+    if params:
+        connect(tracking_uri).log_batch(run_id, params=params)
+
+
+def log_files(run_id: str, paths: Sequence, *, tracking_uri: str | None = None, folder: str | None = None) -> None:
+    """Attach files to a run as artifacts (under `folder` where given)."""
+    client = connect(tracking_uri)
+    try:
+        for path in paths:
+            client.log_artifact(run_id, str(path), folder)
+    except MlflowException as exc:
+        raise PepppError(f"cannot store artifacts of run {run_id}: {first_line(exc)}") from exc
+
+
 def delete_run(run_id: str, *, tracking_uri: str | None = None) -> None:
     """Mark a run deleted: it stays in the store but never counts in a matrix again."""
     connect(tracking_uri).delete_run(run_id)
@@ -292,6 +333,7 @@ def parent_run(
     tracking_uri: str | None = None,
     heartbeat_s: float = HEARTBEAT_INTERVAL_S,
     delete_on_error: bool = False,
+    description: str | None = None,
 ) -> Iterator[str]:
     """`with parent_run(...) as run_id:` the one way a sweep, round or import holds its parent run.
 
@@ -301,7 +343,8 @@ def parent_run(
     `delete_on_error` a run that did not finish is then deleted (an import that is all or nothing).
     """
     all_tags = {**liveness_tags(), **(tags or {})}
-    run_id = start_parent_run(experiment, kind=kind, name=name, tags=all_tags, tracking_uri=tracking_uri)
+    run_id = start_parent_run(experiment, kind=kind, name=name, tags=all_tags, tracking_uri=tracking_uri,
+                              description=description)
     heartbeat = Heartbeat(run_id, tracking_uri=tracking_uri, interval_s=heartbeat_s).start()
     status = "FAILED"
     try:

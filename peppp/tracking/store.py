@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from peppp.errors import PepppError
+from peppp.tracking.tags import EXPERIMENT_KIND_TRAINING, TAG_EXPERIMENT_KIND, TAG_NOTE
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
@@ -154,10 +155,22 @@ def store_errors(what: str):
         raise
 
 
+EXPERIMENT_DESCRIPTION = (
+    "A peppp meta-dataset: one run per trained cell (a dataset trained under one precision configuration "
+    "LOW/HIGH), with its test_error and memory_mb, nested under a parent run per meta-training sweep, "
+    "active-search round or import. Sweeps hold the error and memory matrices they completed (CSV and a "
+    "heatmap), rounds and frontier runs the estimated (memory, error) frontier."
+)
+
+
 def get_or_create_experiment(
     name: str, *, create: bool = True, tracking_uri: str | None = None, client: MlflowClient | None = None
 ) -> str:
-    """The id of the experiment called `name`, created when missing and `create` is true."""
+    """The id of the experiment called `name`, created when missing and `create` is true.
+
+    peppp's experiments are training experiments with a description (MLflow's UI then opens them on
+    their runs, not on GenAI traces); one made elsewhere gets those tags when peppp first writes to it.
+    """
     if not isinstance(name, str) or not name.strip():
         raise PepppError(f"experiment name {name!r} is empty; give a non-empty name")
     client = client or connect(tracking_uri, create=create)
@@ -169,6 +182,8 @@ def get_or_create_experiment(
                 f"experiment {name!r} is deleted; restore it "
                 f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name"
             )
+        if create and TAG_EXPERIMENT_KIND not in (experiment.tags or {}):
+            _describe_experiment(client, experiment.experiment_id)
         return experiment.experiment_id
     if not create:
         known = sorted(e.name for e in client.search_experiments(max_results=200))
@@ -178,7 +193,7 @@ def get_or_create_experiment(
         )
     try:
         return client.create_experiment(
-            name, artifact_location=default_artifact_location(client.tracking_uri)
+            name, artifact_location=default_artifact_location(client.tracking_uri), tags=_experiment_tags()
         )
     except MlflowException as exc:
         # Another process may have created it between our lookup and our create.
@@ -186,6 +201,18 @@ def get_or_create_experiment(
         if experiment is not None and experiment.lifecycle_stage == "active":
             return experiment.experiment_id
         raise PepppError(f"cannot create experiment {name!r}: {first_line(exc)}") from exc
+
+
+def _experiment_tags() -> dict[str, str]:
+    return {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING, TAG_NOTE: EXPERIMENT_DESCRIPTION}
+
+
+def _describe_experiment(client: MlflowClient, experiment_id: str) -> None:
+    try:
+        for key, value in _experiment_tags().items():
+            client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        pass  # a read-only store or a user without rights: the UI is less helpful, nothing is lost
 
 
 def first_line(exc: BaseException) -> str:

@@ -19,6 +19,9 @@ TAG_HEARTBEAT = "peppp.heartbeat_ms"
 # MLflow's own
 TAG_RUN_NAME = "mlflow.runName"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_NOTE = "mlflow.note.content"  # the description the UI shows on a run's or an experiment's page
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # what the UI opens an experiment on
+EXPERIMENT_KIND_TRAINING = "custom_model_development"  # training runs (not MLflow 3's GenAI traces)
 
 METRIC_ERROR = "test_error"
 METRIC_MEMORY = "memory_mb"

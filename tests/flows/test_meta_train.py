@@ -131,3 +131,40 @@ def test_plan_checks_every_name_before_training():
     ):
         with pytest.raises(PepppError, match=word):
             plan_cells(datasets, configs, seeds)
+
+
+def test_a_sweep_leaves_its_summary_matrices_and_a_prefect_table(store_uri, tmp_path):
+    """The parent run holds the counts as metrics and the grid's matrices (CSV, heatmap) as artifacts;
+    the cell runs and the experiment describe themselves; Prefect keeps a table of the cells."""
+    import pandas as pd
+    from prefect.client.orchestration import get_client
+
+    from peppp.tracking.tags import EXPERIMENT_KIND_TRAINING, TAG_EXPERIMENT_KIND, TAG_NOTE
+
+    summary = meta_train("shown", ["digits[0-4]", "digits[5-9]"], ["fp32", "e4m3/e7m9"], recipe="tiny",
+                         tracking_uri=store_uri)
+    client = MlflowClient(store_uri)
+    parent = client.get_run(summary.parent_run_id)
+    metrics = parent.data.metrics
+    assert (metrics["planned"], metrics["trained"], metrics["skipped"], metrics["failed"]) == (4, 4, 0, 0)
+    assert metrics["seconds"] > 0 and "sweep" in parent.data.tags[TAG_NOTE]
+    listed = {a.path for a in client.list_artifacts(parent.info.run_id, "matrices")}
+    assert listed == {"matrices/error.csv", "matrices/memory_mb.csv", "matrices/error_heatmap.png"}
+    local = client.download_artifacts(parent.info.run_id, "matrices", str(tmp_path))
+    error = pd.read_csv(f"{local}/error.csv", index_col=0)
+    stored, _ = rebuild_matrices("shown", tracking_uri=store_uri)
+    assert error.shape == (2, 2)
+    assert error.loc["digits[0-4]", "fp32"] == stored.loc["digits[0-4]", "fp32"]  # not rounded
+    experiment = client.get_experiment_by_name("shown")
+    assert experiment.tags[TAG_EXPERIMENT_KIND] == EXPERIMENT_KIND_TRAINING and experiment.tags[TAG_NOTE]
+    cell_run = client.get_run(summary.run_ids[0])
+    assert "trained" in cell_run.data.tags[TAG_NOTE] and cell_run.data.params["config"] in cell_run.data.tags[TAG_NOTE]
+
+    async def table():
+        async with get_client() as prefect:
+            return await prefect.read_latest_artifacts()
+
+    import asyncio
+
+    artifacts = {a.key: a for a in asyncio.run(table())}
+    assert "meta-train-shown" in artifacts and "trained 4" in artifacts["meta-train-shown"].description
