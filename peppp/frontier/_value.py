@@ -9,7 +9,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from peppp._io import atomic_write_bytes, atomic_write_text
 from peppp.errors import PepppError
 from peppp.pareto import best_for_budget, pareto_mask
 
@@ -448,11 +448,11 @@ class Frontier:
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write `to_pandas()` as CSV (run ids joined by ';'; empty std means unknown). Atomic."""
         text = self.to_pandas().to_csv(index=False, float_format="%.10g")
-        return _write_atomic(Path(path), text.encode())
+        return atomic_write_text(path, text)
 
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write `to_json()` to `path`. Atomic: a reader never sees half a file."""
-        return _write_atomic(Path(path), self.to_json().encode())
+        return atomic_write_text(path, self.to_json())
 
     def plot(self, path: str | os.PathLike, *, budget_mb: float | None = None, dpi: int = 120) -> Path:
         """PNG of every configuration: frontier points coloured (measured filled, estimated hollow),
@@ -532,8 +532,7 @@ class Frontier:
         if len(front) <= 14:
             _label_frontier(fig, ax, front)
 
-        path = Path(path)
-        return _write_atomic(path, _png_bytes(fig, dpi=dpi))
+        return atomic_write_bytes(path, _png_bytes(fig, dpi=dpi))
 
     def write_artifacts(self, directory: str | os.PathLike) -> list[Path]:
         """Write frontier.json, frontier.csv and frontier.png into `directory` (created if missing)."""
@@ -679,23 +678,3 @@ def _png_bytes(fig, *, dpi: int) -> bytes:
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, payload: bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename: a crash leaves the old file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
