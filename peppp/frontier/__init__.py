@@ -1,6 +1,12 @@
-"""The estimated (memory, error) frontier of one dataset: a package, so that its concepts can take a module each."""
+"""The estimated (memory, error) frontier of one dataset as a value: JSON schema, CSV, plot, best_for(budget).
 
-from peppp.frontier._value import (
+No MLflow; pandas and matplotlib load only inside the methods that use them. Reading is JSON only, never pickle.
+`_value` holds Frontier and Recommendation, `_point` FrontierPoint, `_schema` frontier.json, `_uncertainty`
+how sure a pick is, `_plot` the PNG; the files are written whole by `peppp._io`.
+"""
+
+from peppp.frontier._point import FrontierPoint
+from peppp.frontier._schema import (
     ARTIFACT_FILES,
     CSV_FILE,
     JSON_FILE,
@@ -9,10 +15,8 @@ from peppp.frontier._value import (
     SCHEMA,
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
-    Frontier,
-    FrontierPoint,
-    Recommendation,
 )
+from peppp.frontier._value import Frontier, Recommendation
 
 __all__ = [
     "ARTIFACT_FILES",
