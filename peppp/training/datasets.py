@@ -816,10 +816,3 @@ def train_loader(dataset: Dataset, *, batch_size: int, seed: int, drop_last: boo
     """A seeded shuffling loader over the training split (see TrainLoader)."""
     return TrainLoader(dataset, batch_size=batch_size, seed=seed, drop_last=drop_last)
 
-
-def eval_batches(dataset: Dataset, *, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The test split in order, in batches of batch_size (for evaluation)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise PepppError(f"batch_size must be a positive integer, got {batch_size!r}")
-    for start in range(0, dataset.n_test, batch_size):
-        yield dataset.x_test[start : start + batch_size], dataset.y_test[start : start + batch_size]
