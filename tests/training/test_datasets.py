@@ -14,7 +14,6 @@ from peppp.training.datasets import (
     BUILTIN_DATASETS,
     DatasetSpec,
     available_datasets,
-    eval_batches,
     fashion_mnist_dir,
     list_tasks,
     load_dataset,
@@ -519,13 +518,6 @@ def test_train_loader_drop_last_and_bad_batch_size():
     assert len(loader) == data.n_train // 100 and all(len(y) == 100 for _, y in loader)
     with raises_one_line("batch_size must be a positive integer, got 0"):
         train_loader(data, batch_size=0, seed=0)
-
-
-def test_eval_batches_cover_the_test_split_in_order():
-    data = load_dataset("digits[0,1]")
-    batches = list(eval_batches(data, batch_size=50))
-    assert torch.equal(torch.cat([x for x, _ in batches]), data.x_test)
-    assert torch.equal(torch.cat([y for _, y in batches]), data.y_test)
 
 
 # --- the local meta-dataset -------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""The frontier drawn as a PNG: every configuration, the staircase, one-std error bars and a budget's pick.
+
+matplotlib loads only when a plot is drawn, and only its Agg canvas (no pyplot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from peppp.frontier._point import FrontierPoint
+
+if TYPE_CHECKING:
+    from peppp.frontier._value import Frontier
+
+
+def png(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120) -> bytes:
+    """PNG of every configuration: frontier points coloured (measured filled, estimated hollow),
+    dominated ones grey, error bars of one std, the frontier staircase, and a budget line if given."""
+    # The Agg canvas directly: no pyplot, so no global backend switch and no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    # A budget below every configuration fails here, before anything is drawn or written.
+    pick = None if budget_mb is None else frontier.best_for(budget_mb).point
+    mask = frontier.pareto_mask()
+    fig = Figure(figsize=(8, 5.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    grey, measured_colour, estimated_colour = "#b0b0b0", "#1f5fa8", "#d9641e"
+
+    measured = np.array([p.measured for p in frontier.points], dtype=bool)
+    std = np.array([p.error_std or 0.0 for p in frontier.points])
+    memory, error = frontier.memory_mb, frontier.error
+    # Four groups (on the frontier or not x measured or not), one call each: 99 separate artists
+    # would make the plot take seconds.
+    for on_front in (False, True):
+        for is_measured in (False, True):
+            group = (mask == on_front) & (measured == is_measured)
+            if not group.any():
+                continue
+            colour = (measured_colour if is_measured else estimated_colour) if on_front else grey
+            with_std = group & (std > 0)
+            if with_std.any():
+                ax.errorbar(
+                    memory[with_std], error[with_std], yerr=std[with_std], fmt="none", ecolor=colour,
+                    elinewidth=1.0 if on_front else 0.6, capsize=2 if on_front else 0,
+                    alpha=0.9 if on_front else 0.6, zorder=2 if on_front else 1,
+                )
+            ax.plot(
+                memory[group], error[group], linestyle="none", marker="o" if is_measured else "D",
+                markersize=6.5 if on_front else 4.5, markerfacecolor=colour if is_measured else "white",
+                markeredgecolor=colour, markeredgewidth=1.3, zorder=4 if on_front else 3,
+            )
+
+    front = frontier.pareto()
+    xs = [p.memory_mb for p in front]
+    ys = [p.error for p in front]
+    right = max(p.memory_mb for p in frontier.points) * 1.05
+    ax.step(xs + [right], ys + [ys[-1]], where="post", color="#333333", linewidth=1.2, zorder=2)
+
+    handles = [
+        Line2D([], [], linestyle="none", marker="o", color=measured_colour, label="measured, on frontier"),
+        Line2D([], [], linestyle="none", marker="D", markerfacecolor="white", markeredgecolor=estimated_colour,
+               label="estimated, on frontier"),
+        Line2D([], [], linestyle="none", marker="o", color=grey, label="measured, dominated"),
+        Line2D([], [], linestyle="none", marker="D", markerfacecolor="white", markeredgecolor=grey,
+               label="estimated, dominated"),
+        Line2D([], [], color="#333333", label="frontier"),
+    ]
+    if budget_mb is not None:
+        green = "#2a9d4b"
+        ax.axvline(budget_mb, color=green, linestyle="--", linewidth=1.0)
+        handles.append(Line2D([], [], color=green, linestyle="--", label=f"budget {budget_mb:g} MB"))
+        ax.plot(pick.memory_mb, pick.error, linestyle="none", marker="o", markersize=15,
+                markerfacecolor="none", markeredgecolor=green, markeredgewidth=1.6, zorder=5)
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                              markeredgecolor=green, label="pick within budget"))
+    if memory.max() / memory.min() > 8:
+        ax.set_xscale("log")
+    ax.set_xlabel("training memory (MB)")
+    ax.set_ylabel("test error (1 - top-1 accuracy)")
+    ax.set_title(
+        f"{frontier.dataset}: estimated frontier, {frontier.n_measured} of {len(frontier.points)} "
+        "configurations measured",
+        fontsize=10,
+    )
+    ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
+    ax.legend(handles=handles, fontsize=8, loc="upper right", frameon=False)
+    footer = f"meta-experiment {frontier.meta_experiment}" + (f", method {frontier.method}" if frontier.method else "")
+    fig.text(0.01, 0.005, footer + "; bars: ±1 std", fontsize=7, color="#666666")
+    if len(front) <= 14:
+        _label_frontier(fig, ax, front)
+
+    return _png_bytes(fig, dpi=dpi)
+
+
+def _label_frontier(fig, ax, front: Sequence[FrontierPoint]) -> None:
+    """Name each frontier point below and left of it, where the staircase leaves the plot empty; a
+    label that would overlap an earlier one, or leave the axes, moves down or to the right side."""
+    from matplotlib.transforms import Bbox
+
+    fig.draw_without_rendering()  # settle the layout and the autoscaled limits before measuring
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    # The frontier markers are obstacles too, so no name covers a point.
+    radius = 6 * fig.dpi / 72
+    centres = ax.transData.transform([(p.memory_mb, p.error) for p in front])
+    placed = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
+    for p in front:
+        for step in range(16):
+            left = step < 8
+            label = ax.annotate(
+                p.config, (p.memory_mb, p.error), xytext=(-5 if left else 5, -3 - 8 * (step % 8)),
+                textcoords="offset points", ha="right" if left else "left", va="top", fontsize=7, color="#333333",
+            )
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+            if (inside and not any(box.overlaps(other) for other in placed)) or step == 15:
+                placed.append(box)
+                break
+            label.remove()
+
+
+def _png_bytes(fig, *, dpi: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

@@ -1,0 +1,135 @@
+"""The adaptive method itself: `Adaptive` (fit: the mixture from the training rows) and its session (picks
+by knowledge gradient, estimates from the posterior)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from peppp.errors import PepppError
+from peppp.methods._base import ActiveMethod, Session
+from peppp.methods.adaptive._acquisition import Budgets, knowledge_gradient, screening_gain
+from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture, silverman_scale
+
+
+class AdaptiveSession(Session):
+    """One new dataset: each pick maximises the knowledge gradient over the candidates' memory budgets
+    (per MB when the measurements have a memory budget); a batch of k fantasises each pick at its
+    posterior mean before choosing the next. The estimate's `predicted` is the posterior mean of the
+    new dataset's noise-free error (at a measured configuration: between the smoothed value and the
+    measurement, as the noise model splits the residual), its `std` the posterior standard deviation
+    of the error itself."""
+
+    def __init__(self, method: Adaptive, **kwargs):
+        super().__init__(**kwargs)
+        self.method = method
+
+    def _posterior(self, measured: list[int], errors: list[float]) -> MixturePosterior:
+        return self.method.model_.condition(measured, errors)
+
+    def _propose(self, k: int):
+        measured, errors = list(self.measured), list(self.errors)
+        picks: list[int] = []
+        for _ in range(k):
+            available = self.affordable()
+            available[picks] = False
+            if self.budget_mb is not None:
+                spent = self.memory_mb[measured].sum() if measured else 0.0
+                available &= self.memory_mb <= self.budget_mb - spent + 1e-9
+            choices = np.flatnonzero(available)
+            if len(choices) == 0:
+                break
+            post = self._posterior(measured, errors)
+            j = self._best(post, choices, len(measured))
+            picks.append(j)
+            if len(picks) < k:
+                # Kriging believer: the pick is fantasised at its posterior mean, so the next pick
+                # of the same batch goes where that measurement would leave the most regret.
+                measured.append(j)
+                errors.append(float(post.moments()[0][j]))
+        return picks
+
+    def _best(self, post: MixturePosterior, choices: np.ndarray, step: int) -> int:
+        method = self.method
+        rng = np.random.default_rng([self.seed, step])
+        # The recommendations that matter are among the current candidates (a caller may drop some).
+        budgets = Budgets.of(self.memory_mb, self.candidates)
+        if len(choices) > method.max_choices:
+            mean, var, _ = post.moments()
+            cheap = screening_gain(mean, np.sqrt(var), budgets, choices)
+            choices = choices[np.argsort(-cheap, kind="stable")[: method.max_choices]]
+        gain = knowledge_gradient(
+            post, budgets, choices, fantasies=method.fantasies, max_components=method.max_components, rng=rng
+        )
+        if self.budget_mb is not None:
+            gain = gain / self.memory_mb[choices]  # per MB spent, as OBOE's cost-aware design
+        return int(choices[int(np.argmax(gain))])
+
+    def _predict(self):
+        post = self._posterior(self.measured, self.errors)
+        _, var, signal = post.moments()
+        if self.measured:
+            # A component's noise (noise_scale times the training row's) is the training row's own
+            # plus the new row's. The training row's part is what the new row does not share: its
+            # posterior mean, 1/noise_scale of the residual, goes back into the new row's
+            # noise-free error, which then lies that far from the smoothed value to the measurement.
+            S = np.asarray(self.measured)
+            share = min(1.0, 1.0 / self.method.noise_scale)
+            signal[S] += share * (np.asarray(self.errors) - signal[S])
+        return signal, np.sqrt(var)
+
+
+class Adaptive(ActiveMethod):
+    """Mixture-of-datasets posterior, knowledge-gradient picks (peppp's default method).
+
+    fit: the training rows become the mixture's components (`RowMixture`), with their principal
+    directions and per-row noise levels; nothing else is learned, so fitting is one truncated SVD.
+    session: works in rounds (propose, measure, observe), from zero measurements on; a pick is where
+    a measurement is expected to lower the recommended error of the memory budgets most.
+
+    rank: principal directions in which the new dataset may differ from each training dataset.
+    kernel_scale: the mixture's kernel width relative to the datasets' spread; None = Silverman's rule
+      for the number of training rows and `rank` dimensions (`silverman_scale`).
+    noise_scale: multiplies each training row's cell noise; 2 because the new row and the training row
+      each carry their own.
+    fantasies: quadrature points for each candidate measurement in the knowledge gradient.
+    max_components, max_choices: caps that keep one pick cheap on big matrices.
+    """
+
+    name = "adaptive"
+    sequential = True
+
+    def __init__(
+        self,
+        *,
+        rank: int = 5,
+        kernel_scale: float | None = None,
+        noise_scale: float = 2.0,
+        fantasies: int = 64,
+        max_components: int = 256,
+        max_choices: int = 128,
+    ):
+        if rank < 1:
+            raise PepppError(f"rank {rank} must be a positive integer")
+        if kernel_scale is not None and not kernel_scale > 0:
+            raise PepppError(f"kernel_scale {kernel_scale!r} must be positive (or None for Silverman's rule)")
+        if not noise_scale > 0:
+            raise PepppError(f"noise_scale {noise_scale!r} must be positive")
+        self.rank = rank
+        self.kernel_scale = kernel_scale
+        self.noise_scale = noise_scale
+        self.fantasies = fantasies
+        self.max_components = max_components
+        self.max_choices = max_choices
+
+    def _fit(self, error: np.ndarray) -> None:
+        if error.shape[0] < 2:
+            raise PepppError(f"the adaptive method needs at least 2 meta-training datasets, got {error.shape[0]}")
+        basis = RowMixture.from_matrix(error, rank=self.rank)
+        h = self.kernel_scale
+        if h is None:
+            h = silverman_scale(error.shape[0], basis.factor.shape[1])
+        self.kernel_scale_ = h
+        self.model_ = basis.scaled(h, self.noise_scale)
+
+    def _session(self, *, memory_mb, candidates, budget_mb, seed):
+        return AdaptiveSession(self, memory_mb=memory_mb, candidates=candidates, budget_mb=budget_mb, seed=seed)

@@ -1,0 +1,195 @@
+"""The adaptive method's model: a new dataset's error row as a mixture of Gaussians, one per meta-training
+row (`RowMixture`), and that mixture conditioned on the measured cells (`MixturePosterior`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from peppp.completion._linalg import truncated_svd
+from peppp.errors import PepppError
+
+# Variances below this (error units squared) are treated as noise-free; keeps every solve positive definite.
+NOISE_FLOOR = 1e-6
+# Components whose weight is below this fraction of the largest cannot move any estimate noticeably.
+NEGLIGIBLE_WEIGHT = 1e-6
+# The acquisition drops the lightest components that together weigh this little.
+NEGLIGIBLE_MASS = 1e-3
+# Scratch arrays (the mixture's moments, the knowledge gradient) are cut into chunks of about this many
+# floats (memory bound).
+CHUNK_FLOATS = 4_000_000
+
+
+def rank_one_noise(residual: np.ndarray, *, iterations: int = 20) -> np.ndarray:
+    """Noise variance of every cell as a_i * b_j: a rank-one fit to the squared residuals.
+
+    Datasets differ in noise far more than configurations do (a small test set makes every cell of its
+    row noisy), and the product keeps both effects with one number per row and per column.
+    """
+    r2 = residual**2
+    a = r2.mean(axis=1)
+    b = np.ones(r2.shape[1])
+    for _ in range(iterations):
+        b = (a @ r2) / max(float(a @ a), 1e-300)
+        a = (r2 @ b) / max(float(b @ b), 1e-300)
+    return np.maximum(np.outer(np.maximum(a, 0.0), np.maximum(b, 0.0)), NOISE_FLOOR)
+
+
+class RowMixture:
+    """A prior over a new dataset's error row: one Gaussian per meta-training row.
+
+    Component i is centred at training row x_i with covariance h^2 W W^T + g diag(noise_i): W (m x k)
+    spans the top-k principal directions of the training rows scaled to their spread, so the new row
+    may differ from x_i along the directions in which datasets differ; noise_i is row i's cell noise
+    (`rank_one_noise` of the rank-k residuals). g = 2 is the natural value: a new row and a training
+    row each carry their own noise. Conditioning on measured cells re-weights the components by how
+    well they explain the measurements and shifts each one by a Gaussian update.
+
+    Build with `from_matrix(error, rank=k)` (h = g = 1), then `scaled(h, g)`.
+    """
+
+    def __init__(self, rows: np.ndarray, factor: np.ndarray, noise: np.ndarray):
+        self.rows = rows
+        self.factor = factor  # (m, k): the shared covariance is factor @ factor.T
+        self.noise = noise  # (N, m) cell noise variances of each component
+
+    @classmethod
+    def from_matrix(cls, error: np.ndarray, *, rank: int) -> RowMixture:
+        X = np.asarray(error, dtype=float)
+        n_rows, m = X.shape
+        k = min(int(rank), n_rows - 1, m)
+        if k < 1:
+            raise PepppError(f"the mixture model needs at least 2 meta-training rows, got {n_rows}")
+        centred = X - X.mean(axis=0)
+        _, s, Vt = truncated_svd(centred, k)
+        residual = centred - (centred @ Vt.T) @ Vt
+        # Residual variance per degree of freedom: k of the m directions were fitted.
+        residual *= np.sqrt(m / max(m - k, 1))
+        return cls(X, Vt.T * (s / np.sqrt(n_rows - 1)), rank_one_noise(residual))
+
+    def scaled(self, kernel_scale: float, noise_scale: float) -> RowMixture:
+        """The same mixture with covariance kernel_scale^2 W W^T + noise_scale diag(noise_i)."""
+        return RowMixture(self.rows, kernel_scale * self.factor, np.maximum(noise_scale * self.noise, NOISE_FLOOR))
+
+    @property
+    def n_components(self) -> int:
+        return self.rows.shape[0]
+
+    def shared_cov(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.factor[rows] @ self.factor[cols].T
+
+    def condition(self, measured, errors) -> MixturePosterior:
+        return MixturePosterior(self, np.asarray(measured, dtype=int), np.asarray(errors, dtype=float))
+
+
+class MixturePosterior:
+    """The mixture conditioned on measured cells: component weights, shifts and covariances."""
+
+    def __init__(self, model: RowMixture, measured: np.ndarray, errors: np.ndarray):
+        self.model = model
+        self.measured = measured
+        self.errors = errors
+        N = model.n_components
+        n = len(measured)
+        if n == 0:
+            self.weights = np.full(N, 1.0 / N)
+            return
+        cross = model.shared_cov(np.arange(model.rows.shape[1]), measured)  # (m, n): cov(f, e_S)
+        K = cross[measured][None, :, :] + _diagonals(model.noise[:, measured])  # (N, n, n)
+        L = np.linalg.cholesky(K)
+        self.inverse = np.linalg.inv(K)
+        residual = errors[None, :] - model.rows[:, measured]
+        self.alpha = np.einsum("ijk,ik->ij", self.inverse, residual)  # K_i^-1 r_i
+        log_det = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        log_like = -0.5 * np.einsum("ij,ij->i", residual, self.alpha) - 0.5 * log_det
+        w = np.exp(log_like - log_like.max())
+        self.weights = w / w.sum()
+        self.cross = cross
+
+    # -- per component ----------------------------------------------------------------------------
+
+    def component_signal(self, idx: np.ndarray) -> np.ndarray:
+        """Posterior mean of the noise-free error of components `idx` (len(idx) x m)."""
+        rows = self.model.rows[idx]
+        if len(self.measured) == 0:
+            return rows.copy()
+        return rows + self.alpha[idx] @ self.cross.T
+
+    def component_means(self, idx: np.ndarray) -> np.ndarray:
+        """Posterior mean of the error (measured cells: their measurement) of components `idx`."""
+        means = self.component_signal(idx)
+        means[:, self.measured] = self.errors
+        return means
+
+    def component_variances(self, idx: np.ndarray) -> np.ndarray:
+        """Posterior variance of every cell's error under components `idx` (0 where measured)."""
+        model = self.model
+        var = np.sum(model.factor**2, axis=1)[None, :] + model.noise[idx]
+        if len(self.measured):
+            var = var - np.sum((self.cross[None] @ self.inverse[idx]) * self.cross[None], axis=2)
+            var[:, self.measured] = 0.0
+        return np.maximum(var, 0.0)
+
+    def projected(self, idx: np.ndarray) -> np.ndarray | None:
+        """cov(e, e_S) K_i^-1 for components `idx` (len(idx) x m x n); None before any measurement."""
+        return None if len(self.measured) == 0 else self.cross[None] @ self.inverse[idx]
+
+    def component_columns(self, idx: np.ndarray, cols: np.ndarray, projected: np.ndarray | None = None) -> np.ndarray:
+        """Posterior covariances cov(e, e_j) for j in `cols` under components `idx` (len(idx) x m x len(cols)).
+
+        `projected` is `self.projected(idx)`, passed when the caller asks for many column blocks.
+        """
+        model = self.model
+        m = model.rows.shape[1]
+        cov = np.broadcast_to(model.shared_cov(np.arange(m), cols), (len(idx), m, len(cols))).copy()
+        cov[:, cols, np.arange(len(cols))] += model.noise[idx][:, cols]
+        if len(self.measured):
+            if projected is None:
+                projected = self.projected(idx)
+            cov -= projected @ self.cross[cols].T
+            cov[:, self.measured, :] = 0.0
+            cov[:, :, np.isin(cols, self.measured)] = 0.0
+        return cov
+
+    # -- the mixture --------------------------------------------------------------------------------
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mixture mean of the error, its variance, and the mean of the noise-free error (each length m)."""
+        m = self.model.rows.shape[1]
+        chunk_rows = max(1, CHUNK_FLOATS // (m * (len(self.measured) + 2)))
+        live = np.flatnonzero(self.weights > NEGLIGIBLE_WEIGHT * self.weights.max())
+        w = self.weights[live] / self.weights[live].sum()
+        first = np.zeros(m)
+        second = np.zeros(m)
+        signal = np.zeros(m)
+        for start in range(0, len(live), chunk_rows):
+            idx, wc = live[start : start + chunk_rows], w[start : start + chunk_rows]
+            sig = self.component_signal(idx)
+            signal += wc @ sig
+            sig[:, self.measured] = self.errors
+            first += wc @ sig
+            second += wc @ (sig**2 + self.component_variances(idx))
+        var = np.maximum(second - first**2, 0.0)
+        var[self.measured] = 0.0
+        return first, var, signal
+
+    def leading(self, max_components: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The fewest components that carry all but `NEGLIGIBLE_MASS` of the weight, at most
+        `max_components` (ties broken at random), renormalised."""
+        w = self.weights
+        order = np.lexsort((rng.permutation(len(w)), -w))
+        keep = min(int(np.searchsorted(np.cumsum(w[order]), 1.0 - NEGLIGIBLE_MASS)) + 1, max_components, len(w))
+        live = order[:keep]
+        return live, w[live] / w[live].sum()
+
+
+def _diagonals(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(values.shape + (values.shape[-1],))
+    idx = np.arange(values.shape[-1])
+    out[..., idx, idx] = values
+    return out
+
+
+def silverman_scale(n_rows: int, dims: int) -> float:
+    """Silverman's rule-of-thumb bandwidth for a Gaussian kernel density of n_rows points in `dims`
+    dimensions, relative to the data's spread: (4 / ((dims + 2) n_rows))^(1 / (dims + 4))."""
+    return (4.0 / ((dims + 2) * max(n_rows, 1))) ** (1.0 / (dims + 4))
