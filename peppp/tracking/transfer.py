@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from peppp._io import atomic_write_text
 from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
@@ -133,7 +133,7 @@ def export_matrix(
         raise PepppError(f"cannot create the output folder {out}: {exc.strerror}") from exc
     paths = (out / "error.csv", out / "memory_mb.csv")
     for matrix, path in zip((error, memory), paths):
-        _write_csv_atomically(matrix, path)
+        _write_csv(matrix, path)
     return ExportedMatrix(
         error_csv=paths[0],
         memory_csv=paths[1],
@@ -143,12 +143,5 @@ def export_matrix(
     )
 
 
-def _write_csv_atomically(matrix: pd.DataFrame, path: Path) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            matrix.to_csv(stream, index_label="dataset", na_rep="", lineterminator="\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def _write_csv(matrix: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(path, matrix.to_csv(index_label="dataset", na_rep="", lineterminator="\n"))
