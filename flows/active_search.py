@@ -7,13 +7,16 @@ Resumable: the dataset's probe runs already in the store are observed first and 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows._report import frontier_page, run_logger
 from flows._sweep import CellSpec, canonical_dataset, cell_summary, progress_bar, train_and_log
 from peppp.active import MetaModel
 from peppp.errors import PepppError
@@ -127,11 +130,14 @@ def active_search(
     parallel, logs them as `probe` runs under one parent run (kind `round`) and re-estimates.
     """
     from peppp.active import ActiveSearch
-    from peppp.tracking import log_metrics, parent_run, recover_orphans, resolve_tracking_uri
+    from peppp.tracking import log_frontier_plot, log_metrics, parent_run, recover_orphans, resolve_tracking_uri
 
+    log = run_logger()
     uri = resolve_tracking_uri(tracking_uri)
     recover_orphans(meta_experiment, tracking_uri=uri)
-    setup = prepare_search(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=uri, seed=seed)
+    setup = prepare_search_task(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=uri, seed=seed)
+    log.info(f"{setup.dataset}: {len(setup.configs)} configurations, meta-matrix of {len(setup.meta_datasets)} "
+             f"datasets from {meta_experiment!r} (recipe {setup.recipe}), method {method}, n {n}")
     search = ActiveSearch(
         setup.configs,
         setup.meta.embeddings,
@@ -145,6 +151,8 @@ def active_search(
         meta_error=setup.meta.completed,
     )
     reused = observe_probes(search, setup)
+    if reused:
+        log.info(f"{reused} configurations already measured in earlier runs: observed, not trained again")
     failed: list[str] = []
     rounds: list[str] = []
     trained = 0
@@ -154,10 +162,18 @@ def active_search(
             picks = search.next_batch(batch)
             if not picks:
                 break
-            tags = {TAG_DATASET: setup.dataset, TAG_METHOD: method, TAG_ROUND: str(len(rounds) + 1), TAG_RECIPE: setup.recipe}
-            with parent_run(meta_experiment, kind=KIND_ROUND, name=f"{setup.dataset} round {len(rounds) + 1}", tags=tags,
-                            tracking_uri=uri) as round_id:
+            number = len(rounds) + 1
+            tags = {TAG_DATASET: setup.dataset, TAG_METHOD: method, TAG_ROUND: str(number), TAG_RECIPE: setup.recipe}
+            chosen = ", ".join(setup.configs[i] for i in picks)
+            log.info(f"round {number}: training {chosen}")
+            description = (f"active-search round {number} on {setup.dataset}: method {method} picked {chosen} "
+                           f"({len(search.measured)} measured before); its child runs are those trainings, its "
+                           "artifact the frontier estimated after them")
+            round_start = time.perf_counter()
+            with parent_run(meta_experiment, kind=KIND_ROUND, name=f"{setup.dataset} round {number}", tags=tags,
+                            tracking_uri=uri, description=description) as round_id:
                 rounds.append(round_id)
+                round_trained = round_failed = 0
                 specs = [CellSpec(setup.dataset, setup.configs[i], seed) for i in picks]
                 by_config = dict(zip((s.config for s in specs), picks))
                 for cell in train_and_log(
@@ -166,18 +182,27 @@ def active_search(
                 ):
                     index = by_config[cell.spec.config]
                     trained += 1
+                    round_trained += 1
                     if cell.result.status == "failed" or not math.isfinite(cell.result.error):
                         search.observe_failure(index)
                         failed.append(cell.spec.config)
+                        round_failed += 1
+                        log.warning(f"failed: {cell.spec.config} ({cell.result.message})")
                     else:
                         search.observe(index, cell.result.error, run_ids=(cell.run_id,))
                     bar.set_postfix_str(cell_summary(cell), refresh=False)
                     bar.update()
                 log_metrics(round_id, {
+                    "trained": round_trained,
+                    "failed": round_failed,
                     "n_measured": float(len(search.measured)),
                     "spent_mb": search.spent_mb,
                     "best_measured_error": float(search.measured_errors.min()) if search.measured else math.nan,
+                    "seconds": time.perf_counter() - round_start,
                 }, tracking_uri=uri)
+                if search.measured:
+                    log_frontier_plot(round_id, search.frontier(setup.dataset, meta_experiment, method, recipe=setup.recipe),
+                                      tracking_uri=uri, budget_mb=budget_mb)
     finally:
         bar.close()
     if not search.measured:
@@ -187,6 +212,8 @@ def active_search(
         )
     frontier, registered = estimate_frontier(search, setup, meta_experiment, method=method, register=register_frontier,
                                              tracking_uri=uri)
+    log.info(f"{setup.dataset}: {len(search.measured)} configurations measured ({trained} trained now, {reused} "
+             f"reused, {len(failed)} failed), {search.spent_mb:g} MB spent; frontier of {len(frontier.pareto())} points")
     return SearchSummary(
         dataset=setup.dataset,
         meta_experiment=meta_experiment,
@@ -212,9 +239,33 @@ def estimate_frontier(search, setup: SearchSetup, meta_experiment: str, *, metho
 
     if not register:
         return search.frontier(setup.dataset, meta_experiment, method, recipe=setup.recipe), None
+    from peppp.registry import DEFAULT_ALIAS
+    from peppp.tracking import log_metrics, log_params, run_link
+
     tags = {TAG_DATASET: setup.dataset, TAG_METHOD: method, TAG_RECIPE: setup.recipe}
+    description = (f"the estimated (memory, error) frontier of {setup.dataset} by method {method} from "
+                   f"{len(search.measured)} measured configurations and the meta-matrix of {len(setup.meta_datasets)} "
+                   "datasets; registered in the model registry (artifacts: frontier.json, .csv, .png)")
     with parent_run(meta_experiment, kind=KIND_FRONTIER, name=f"{setup.dataset} frontier", tags=tags,
-                    tracking_uri=tracking_uri) as run_id:
+                    tracking_uri=tracking_uri, description=description) as run_id:
         frontier = search.frontier(setup.dataset, meta_experiment, method, recipe=setup.recipe, fit_run_ids=(run_id,))
+        log_params(run_id, {"dataset": setup.dataset, "method": method, "recipe": setup.recipe,
+                            "meta_experiment": meta_experiment, "meta_datasets": len(setup.meta_datasets),
+                            "configurations": len(setup.configs)}, tracking_uri=tracking_uri)
+        pareto = frontier.pareto()
+        log_metrics(run_id, {"n_measured": frontier.n_measured, "spent_mb": search.spent_mb,
+                             "pareto_points": len(pareto), "min_error": min(p.error for p in pareto),
+                             "min_memory_mb": min(p.memory_mb for p in pareto)}, tracking_uri=tracking_uri)
         registered = register_frontier(frontier, run_id=run_id, tracking_uri=tracking_uri)
+    name, version = registered
+    run_logger().info(f"registered {name} version {version}; alias {DEFAULT_ALIAS!r} moved to it")
+    frontier_page(dataset=setup.dataset, name=name, version=version, alias=DEFAULT_ALIAS, frontier=frontier,
+                  run_link=run_link(meta_experiment, run_id, tracking_uri=tracking_uri))
     return frontier, registered
+
+
+@task(name="prepare-search", cache_policy=NO_CACHE)
+def prepare_search_task(dataset: str, meta_experiment: str, *, rank: int, recipe: str | None, tracking_uri: str,
+                        seed: int = 0) -> SearchSetup:
+    """The meta-matrix from the store, completed and embedded; the dataset's memory and earlier probes."""
+    return prepare_search(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=tracking_uri, seed=seed)

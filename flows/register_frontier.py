@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from prefect import flow
 
-from flows.active_search import estimate_frontier, observe_probes, prepare_search
+from flows._report import run_logger
+from flows.active_search import estimate_frontier, observe_probes, prepare_search_task
 from peppp.errors import PepppError
 from peppp.frontier import Frontier
 
@@ -48,7 +49,7 @@ def register_frontier_flow(
 
     uri = resolve_tracking_uri(tracking_uri)
     recover_orphans(meta_experiment, tracking_uri=uri)
-    setup = prepare_search(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=uri)
+    setup = prepare_search_task(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=uri)
     if setup.probes.empty:
         raise PepppError(
             f"{meta_experiment!r} has no finished probe runs of {setup.dataset}; "
@@ -66,7 +67,9 @@ def register_frontier_flow(
         noise_std=setup.meta.noise_std,
         meta_error=setup.meta.completed,
     )
-    observe_probes(search, setup)
+    observed = observe_probes(search, setup)
+    run_logger().info(f"{setup.dataset}: re-estimating with method {search.method} "
+                      f"from {observed} measured configurations and {len(setup.meta_datasets)} meta-training datasets")
     frontier, registered = estimate_frontier(search, setup, meta_experiment, method=method, register=True,
                                              tracking_uri=uri)
     return RegisterSummary(

@@ -38,7 +38,7 @@ from peppp.tracking.runs import (
     round_methods,
     start_parent_run,
 )
-from peppp.tracking.store import connect, get_or_create_experiment, resolve_tracking_uri
+from peppp.tracking.store import connect, get_or_create_experiment, resolve_tracking_uri, run_link
 from peppp.tracking.summaries import log_frontier_plot, log_sweep_summary
 from peppp.tracking.transfer import ExportedMatrix, export_matrix, import_matrix, read_matrix_csv
 
@@ -77,5 +77,6 @@ __all__ = [
     "parent_run",
     "read_matrix_csv",
     "resolve_tracking_uri",
+    "run_link",
     "start_parent_run",
 ]

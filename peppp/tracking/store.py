@@ -235,3 +235,14 @@ def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str
         token = page.token
         if not token:
             return runs
+
+
+def run_link(experiment: str, run_id: str, *, tracking_uri: str | None = None) -> str:
+    """Where a person finds a run in MLflow's UI: its URL on a server, else how to open it."""
+    client = connect(tracking_uri, create=False)
+    found = client.get_experiment_by_name(experiment)
+    page = f"#/experiments/{found.experiment_id if found else '?'}/runs/{run_id}"
+    if uri_scheme(client.tracking_uri) in HTTP_SCHEMES:
+        return f"{client.tracking_uri.rstrip('/')}/{page}"
+    return (f"run `{run_id}` of experiment `{experiment}`: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
+            f"then `{page}`")

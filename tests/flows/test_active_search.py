@@ -125,3 +125,33 @@ def test_bad_input_is_a_one_line_error(store_uri):
         with pytest.raises(PepppError, match=message):
             active_search(**args, tracking_uri=store_uri)
     assert load_cells("meta", role="probe", tracking_uri=store_uri).empty
+
+
+def test_rounds_and_the_registered_frontier_explain_themselves(store_uri):
+    """Each round: a description, its counts and the frontier plot; the frontier run: params and
+    metrics; Prefect: a markdown page of the registered frontier with the pick per budget."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from peppp.tracking.tags import TAG_NOTE
+
+    summary = active_search(HELD_OUT, "meta", n=2, rank=2, method="ed", register_frontier=True, tracking_uri=store_uri)
+    client = MlflowClient(store_uri)
+    for round_id in summary.round_run_ids:
+        run = client.get_run(round_id)
+        assert "picked" in run.data.tags[TAG_NOTE]
+        assert run.data.metrics["trained"] == 1 and run.data.metrics["seconds"] > 0
+        assert [a.path for a in client.list_artifacts(round_id)] == ["frontier.png"]
+    name, version = summary.registered
+    frontier_run = client.get_run(client.get_model_version(name, str(version)).run_id)
+    assert frontier_run.data.params["method"] == "ed" and frontier_run.data.params["dataset"] == HELD_OUT
+    assert frontier_run.data.metrics["n_measured"] == 2 and frontier_run.data.metrics["pareto_points"] >= 1
+
+    async def artifacts():
+        async with get_client() as prefect:
+            return await prefect.read_latest_artifacts()
+
+    pages = {a.key: a for a in asyncio.run(artifacts())}
+    page = pages["frontier-digits-3-5-8-9"]
+    assert f"version {version}" in page.data and "pick" in page.data and frontier_run.info.run_id in page.data
