@@ -338,3 +338,42 @@ def test_module_imports_neither_mlflow_nor_matplotlib():
     code = "import sys, peppp.frontier; print(sorted({'mlflow', 'matplotlib', 'pandas'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("row", ["cifar10", "imagenet64-07", "deca-04"])
+def test_the_plot_names_every_frontier_point_readably(row):
+    """On the paper's real rows: one name per frontier point, inside the axes, no two names overlapping,
+    none over a frontier marker, the legend beside the axes, the pick named."""
+    from conftest import PAPER_DIR
+
+    from peppp.frontier._plot import figure
+
+    error = pd.read_csv(PAPER_DIR / "error.csv", index_col=0).loc[row]
+    memory = pd.read_csv(PAPER_DIR / "memory_mb.csv", index_col=0).loc[row]
+    measured = np.zeros(len(error), dtype=bool)
+    measured[::17] = True
+    frontier = Frontier.from_estimates(
+        dataset=row, meta_experiment="paper", configs=list(error.index), memory_mb=memory.to_numpy(),
+        error=error.to_numpy(), error_std=np.where(measured, 0.0, 0.02), measured=measured, method="adaptive",
+    )
+    budget = float(np.median(memory))
+    fig = figure(frontier, budget_mb=budget)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    names = [t for t in ax.texts]
+    front = frontier.pareto()
+    assert sorted(t.get_text() for t in names) == sorted(p.config for p in front)
+    from matplotlib.text import Text
+
+    boxes = []
+    for t in names:  # the name itself, not its leader line
+        t.update_positions(renderer)
+        boxes.append(Text.get_window_extent(t, renderer))
+    for box in boxes:
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    for i, a in enumerate(boxes):
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= frame.x1  # beside the axes: it hides no point
+    assert any(t.get_text() == f"pick: {frontier.best_for(budget).point.config}" for t in ax.get_legend().get_texts())

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 def png(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120) -> bytes:
     """PNG of every configuration: frontier points coloured (measured filled, estimated hollow),
     dominated ones grey, error bars of one std, the frontier staircase, and a budget line if given."""
+    return _png_bytes(figure(frontier, budget_mb=budget_mb, dpi=dpi), dpi=dpi)
+
+
+def figure(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120):
+    """The matplotlib Figure that `png` renders (its labels placed for `dpi`)."""
     # The Agg canvas directly: no pyplot, so no global backend switch and no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -27,7 +32,7 @@ def png(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120) -
     # A budget below every configuration fails here, before anything is drawn or written.
     pick = None if budget_mb is None else frontier.best_for(budget_mb).point
     mask = frontier.pareto_mask()
-    fig = Figure(figsize=(8, 5.2), layout="constrained")
+    fig = Figure(figsize=(10, 5.4), layout="constrained", dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     grey, measured_colour, estimated_colour = "#b0b0b0", "#1f5fa8", "#d9641e"
@@ -78,7 +83,7 @@ def png(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120) -
         ax.plot(pick.memory_mb, pick.error, linestyle="none", marker="o", markersize=15,
                 markerfacecolor="none", markeredgecolor=green, markeredgewidth=1.6, zorder=5)
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
-                              markeredgecolor=green, label="pick within budget"))
+                              markeredgecolor=green, label=f"pick: {pick.config}"))
     if memory.max() / memory.min() > 8:
         ax.set_xscale("log")
     ax.set_xlabel("training memory (MB)")
@@ -89,18 +94,27 @@ def png(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120) -
         fontsize=10,
     )
     ax.grid(True, which="major", color="#e6e6e6", linewidth=0.7)
-    ax.legend(handles=handles, fontsize=8, loc="upper right", frameon=False)
+    # Beside the axes, not over them: no point is ever hidden behind the legend.
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              borderaxespad=0.0)
     footer = f"meta-experiment {frontier.meta_experiment}" + (f", method {frontier.method}" if frontier.method else "")
     fig.text(0.01, 0.005, footer + "; bars: ±1 std", fontsize=7, color="#666666")
-    if len(front) <= 14:
-        _label_frontier(fig, ax, front)
+    if len(front) <= 16:
+        _label_frontier(fig, ax, front, extra=[] if pick is None else [pick])
+    return fig
 
-    return _png_bytes(fig, dpi=dpi)
+
+# Where a label may go around its point, in points: nearest first, and below-left first where the
+# staircase leaves the plot empty.
+_DIRECTIONS = ((-1, -1), (0, -1), (-1, 0), (1, -1), (1, 0), (-1, 1), (0, 1), (1, 1))
+_RADII = (6, 11, 18, 28, 40, 55, 75, 100)
+_LEADER_FROM = 18  # a name this far off (points) gets a leader line to its point
 
 
-def _label_frontier(fig, ax, front: Sequence[FrontierPoint]) -> None:
-    """Name each frontier point below and left of it, where the staircase leaves the plot empty; a
-    label that would overlap an earlier one, or leave the axes, moves down or to the right side."""
+def _label_frontier(fig, ax, front: Sequence[FrontierPoint], *, extra: Sequence[FrontierPoint] = ()) -> None:
+    """Name each frontier point at the nearest place around it where the name stays inside the axes
+    and overlaps no other name and no frontier marker; a name set further off gets a thin leader line
+    to its point, so every name is read against the right point."""
     from matplotlib.transforms import Bbox
 
     fig.draw_without_rendering()  # settle the layout and the autoscaled limits before measuring
@@ -108,23 +122,59 @@ def _label_frontier(fig, ax, front: Sequence[FrontierPoint]) -> None:
     ax.set_ylim(ax.get_ylim())
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    # The frontier markers are obstacles too, so no name covers a point.
-    radius = 6 * fig.dpi / 72
-    centres = ax.transData.transform([(p.memory_mb, p.error) for p in front])
-    placed = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in centres]
+    scale = fig.dpi / 72
+    # The frontier markers, the pick's ring and the frontier's error bars are obstacles too.
+    obstacles = []
+    for points, r in ((front, 4.5 * scale), (extra, 8.5 * scale)):
+        for p in points:
+            x, y = ax.transData.transform((p.memory_mb, p.error))
+            obstacles.append(Bbox.from_extents(x - r, y - r, x + r, y + r))
     for p in front:
-        for step in range(16):
-            left = step < 8
-            label = ax.annotate(
-                p.config, (p.memory_mb, p.error), xytext=(-5 if left else 5, -3 - 8 * (step % 8)),
-                textcoords="offset points", ha="right" if left else "left", va="top", fontsize=7, color="#333333",
-            )
-            box = label.get_window_extent(renderer)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
-            if (inside and not any(box.overlaps(other) for other in placed)) or step == 15:
-                placed.append(box)
+        if p.error_std:
+            x, low = ax.transData.transform((p.memory_mb, p.error - p.error_std))
+            _, high = ax.transData.transform((p.memory_mb, p.error + p.error_std))
+            obstacles.append(Bbox.from_extents(x - 2.5 * scale, low, x + 2.5 * scale, high))
+    names = []
+    for p in front:
+        best = None
+        for r in _RADII:
+            for dx, dy in _DIRECTIONS:
+                label = ax.annotate(
+                    p.config, (p.memory_mb, p.error), xytext=(dx * r, dy * r), textcoords="offset points",
+                    ha={-1: "right", 0: "center", 1: "left"}[dx], va={-1: "top", 0: "center", 1: "bottom"}[dy],
+                    fontsize=7, color="#333333",
+                )
+                box = label.get_window_extent(renderer)
+                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+                # names over names are the worst; over a marker or an error bar, bad
+                overlap = (sum(_overlap_area(box, other) for other in obstacles)
+                           + 10 * sum(_overlap_area(box, other) for other in names))
+                score = (not inside, overlap)
+                if best is None or score < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (score, label, box, r)
+                else:
+                    label.remove()
+                if inside and overlap == 0:
+                    break
+            if best[0] == (False, 0):
                 break
+        _, label, box, r = best
+        if r >= _LEADER_FROM:
             label.remove()
+            label = ax.annotate(
+                p.config, (p.memory_mb, p.error), xytext=label.xyann, textcoords="offset points",
+                ha=label.get_ha(), va=label.get_va(), fontsize=7, color="#333333",
+                arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.6, "shrinkA": 1, "shrinkB": 4},
+            )
+        names.append(box)
+
+
+def _overlap_area(a, b) -> float:
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return width * height if width > 0 and height > 0 else 0.0
 
 
 def _png_bytes(fig, *, dpi: int) -> bytes:
