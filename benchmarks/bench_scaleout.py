@@ -1,7 +1,7 @@
 """Load figures for the scale-out layout: cells logged per second through an MLflow server on PostgreSQL
 with N concurrent logging processes, and the matrix rebuild time and peak memory at 10,000 and 50,000 runs.
 
-Logging: a PostgreSQL (peppp.services.start_postgres) and `mlflow server` on it; N = 1, 2, 4 processes each
+Logging: a PostgreSQL (devtools.services.start_postgres) and `mlflow server` on it; N = 1, 2, 4 processes each
 log `--cells` real cells with `log_cell` (one run per cell over REST). Rebuild: synthetic cells bulk-imported
 into a sqlite store with `log_cells_batch`, then `rebuild_matrices` timed in a fresh subprocess whose peak
 resident memory (ru_maxrss) is reported. Prints a markdown table.
@@ -21,6 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# devtools/ (the servers) is not installed; run as a script, it is found from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _cell(dataset: str, config: str, error: float, memory_mb: float):
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-server", action="store_true", help="skip the logging figures (no PostgreSQL needed)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from peppp.services import start_mlflow_server, start_postgres
+    from devtools.services import start_mlflow_server, start_postgres
 
     folder = Path(tempfile.mkdtemp(prefix="peppp-bench-scaleout-"))
     folder.chmod(0o711)  # as root PostgreSQL runs as `postgres`, which must enter this folder

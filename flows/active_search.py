@@ -64,6 +64,7 @@ def prepare_search(
     from peppp.memory import grid_memory_mb
     from peppp.tracking import search_cells
     from peppp.training.datasets import load_dataset
+    from peppp.training.networks import network_counts
     from peppp.training.recipes import get_recipe
 
     name = canonical_dataset(dataset)
@@ -73,14 +74,9 @@ def prepare_search(
     meta = embed_meta_matrix(found.error.to_numpy(), rank=rank, seed=seed)
     configs = tuple(str(c) for c in found.error.columns)
     data = load_dataset(name, seed=rec.seed, max_train=rec.max_train)
-    memory = grid_memory_mb(
-        configs,
-        rec.network,
-        classes=data.num_classes,
-        batch=rec.batch_size,
-        input_shape=(data.in_channels, *data.image_size),
-        width=rec.width,
-    )
+    shape = (data.in_channels, *data.image_size)
+    counts = network_counts(rec.network, classes=data.num_classes, input_shape=shape, batch=rec.batch_size, width=rec.width)
+    memory = grid_memory_mb(configs, counts, classes=data.num_classes, batch=rec.batch_size, input_shape=shape)
     return SearchSetup(
         dataset=name,
         recipe=rec.name,

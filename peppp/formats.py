@@ -2,7 +2,7 @@
 
 Written forms (all round-trip through `str`): `e4m3` float, `fixed8.6` fixed point, `block8` /
 `block8@0` block floating point, `fp32` unquantized; a configuration is `LOW/HIGH` (`e4m3/e7m9`), or
-`fp32` when both formats are unquantized. Pure Python: qtorch is imported only by `to_qtorch`.
+`fp32` when both formats are unquantized. Pure Python: no torch, no qtorch.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ CONFIG_SYNTAX = "LOW/HIGH with each a format (e.g. e4m3/e7m9), or fp32"
 
 
 class NumberFormat(ABC):
-    """A number format that a tensor is stored in: its written form, its width, its qtorch number.
+    """A number format that a tensor is stored in: its written form and its width.
 
     Lifecycle: a value. Build it directly or with `parse_format`; `str(fmt)` gives the text back.
     """
@@ -40,10 +40,6 @@ class NumberFormat(ABC):
     @abstractmethod
     def bits(self) -> int:
         """Storage bits per value."""
-
-    @abstractmethod
-    def to_qtorch(self):
-        """The qtorch number (`qtorch.FloatingPoint` etc.), or None for unquantized (qtorch's identity)."""
 
 
 def _check_field(fmt: NumberFormat, field: str, what: str, low: int, high: int, written: str, syntax: str) -> None:
@@ -70,11 +66,6 @@ class FloatFormat(NumberFormat):
     def bits(self) -> int:
         return 1 + self.exp + self.man
 
-    def to_qtorch(self):
-        import qtorch
-
-        return qtorch.FloatingPoint(exp=self.exp, man=self.man)
-
     def __str__(self) -> str:
         return f"e{self.exp}m{self.man}"
 
@@ -97,11 +88,6 @@ class FixedFormat(NumberFormat):
     @property
     def bits(self) -> int:
         return self.wl
-
-    def to_qtorch(self):
-        import qtorch
-
-        return qtorch.FixedPoint(wl=self.wl, fl=self.fl)
 
     def __str__(self) -> str:
         return f"fixed{self.wl}.{self.fl}"
@@ -130,11 +116,6 @@ class BlockFormat(NumberFormat):
     def bits(self) -> int:
         return self.wl
 
-    def to_qtorch(self):
-        import qtorch
-
-        return qtorch.BlockFloatingPoint(wl=self.wl, dim=self.dim)
-
     def __str__(self) -> str:
         return f"block{self.wl}" if self.dim == -1 else f"block{self.wl}@{self.dim}"
 
@@ -146,9 +127,6 @@ class FP32Format(NumberFormat):
     @property
     def bits(self) -> int:
         return 32
-
-    def to_qtorch(self):
-        return None
 
     def __str__(self) -> str:
         return "fp32"

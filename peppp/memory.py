@@ -4,7 +4,8 @@
 
 The low format pays for the weights (P) and the activations with their gradients (2A); the high format
 for momentum and master weights (2P), the input and the logits with their gradient. torch is imported
-only to count a model (`count_model`, `network_counts`); the formula itself is plain arithmetic.
+only to count a built model (`count_model`); a network by name is counted where the networks live
+(`peppp.training.networks.network_counts`). The formula itself is plain arithmetic.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _check_int(what: str, value: int, minimum: int = 1) -> int:
     return int(value)
 
 
-def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """`input_shape` as three plain ints (channels, height, width); a PepppError unless all are >= 1."""
     shape = tuple(input_shape)
     if len(shape) != 3 or any(not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1 for n in shape):
         raise PepppError(f"input_shape must be three positive integers (channels, height, width), got {input_shape!r}")
@@ -67,7 +69,7 @@ def count_model(model: nn.Module, *, input_shape: Sequence[int], batch: int) -> 
     import torch
 
     batch = _check_int("batch", batch)
-    shape = _check_shape(input_shape)
+    shape = check_input_shape(input_shape)
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     total = 0
@@ -113,46 +115,9 @@ def _tensors(output) -> Iterable:
             yield from _tensors(item)
 
 
-@functools.lru_cache(maxsize=256)
-def _network_counts_per_sample(network: str, classes: int, input_shape: tuple[int, int, int], width: int | None) -> ModelCounts:
-    import torch
-
-    from peppp.training.networks import build_network
-
-    channels, height, width_px = input_shape
-    # On the meta device: shapes only, no weights to initialise and no arithmetic.
-    with torch.device("meta"):
-        model = build_network(
-            network, num_classes=classes, in_channels=channels, image_size=min(height, width_px), width=width
-        )
-    return count_model(model, input_shape=input_shape, batch=1)
-
-
-def network_counts(
-    network: str,
-    *,
-    classes: int,
-    input_shape: Sequence[int] = (3, 32, 32),
-    batch: int = PAPER_BATCH,
-    width: int | None = None,
-) -> ModelCounts:
-    """P and A of the network named `network` (see `peppp.training.networks.NETWORKS`), built with
-    `width` (None: its default); counted on the meta device once per distinct arguments, then cached."""
-    classes = _check_int("classes", classes)
-    batch = _check_int("batch", batch)
-    shape = _check_shape(input_shape)
-    if min(shape[1:]) < 8:
-        raise PepppError(f"image sides must be >= 8 pixels, got input_shape {tuple(input_shape)!r}")
-    width = None if width is None else _check_int("width", width)
-    per_sample = _network_counts_per_sample(str(network), classes, shape, width)
-    return ModelCounts(params=per_sample.params, activations=per_sample.activations * batch)
-
-
-def _counts(model: str | nn.Module, *, classes: int, input_shape: Sequence[int], batch: int, width: int | None) -> ModelCounts:
-    if isinstance(model, str):
-        return network_counts(model, classes=classes, input_shape=input_shape, batch=batch, width=width)
-    if width is not None:
-        raise PepppError("width applies to a network given by name; this model is already built")
+def _counts(model: nn.Module | ModelCounts, *, input_shape: Sequence[int], batch: int) -> ModelCounts:
+    if isinstance(model, ModelCounts):
+        return model
     return count_model(model, input_shape=input_shape, batch=batch)
 
 
@@ -172,7 +137,7 @@ def memory_mb(
     activations = _check_int("activations", activations, 0)
     batch = _check_int("batch", batch)
     classes = _check_int("classes", classes)
-    c, h, w = _check_shape(input_shape)
+    c, h, w = check_input_shape(input_shape)
     low_values = params + 2 * activations
     high_values = 2 * params + batch * c * h * w + 2 * batch * classes
     return (config.low_bits * low_values + config.high_bits * high_values) / BITS_PER_MB
@@ -180,16 +145,16 @@ def memory_mb(
 
 def model_memory_mb(
     config: PrecisionConfig | str,
-    model: str | nn.Module,
+    model: nn.Module | ModelCounts,
     *,
     classes: int,
     batch: int = PAPER_BATCH,
     input_shape: Sequence[int] = (3, 32, 32),
-    width: int | None = None,
 ) -> float:
-    """Memory in MB of `config` for `model`: a network name (counted once per shape, then cached; `width`
-    as in `build_network`) or a built module (counted now, with a forward pass)."""
-    counts = _counts(model, classes=classes, input_shape=input_shape, batch=batch, width=width)
+    """Memory in MB of `config` for `model`: a built module (counted now, with a forward pass) or its
+    counts for this batch and input shape (`peppp.training.networks.network_counts` counts a network
+    by name)."""
+    counts = _counts(model, input_shape=input_shape, batch=batch)
     return memory_mb(
         config, params=counts.params, activations=counts.activations, batch=batch, input_shape=input_shape, classes=classes
     )
@@ -197,15 +162,14 @@ def model_memory_mb(
 
 def grid_memory_mb(
     configs: Iterable[PrecisionConfig | str],
-    model: str | nn.Module,
+    model: nn.Module | ModelCounts,
     *,
     classes: int,
     batch: int = PAPER_BATCH,
     input_shape: Sequence[int] = (3, 32, 32),
-    width: int | None = None,
 ) -> list[float]:
     """`model_memory_mb` of each configuration, counting the model once."""
-    counts = _counts(model, classes=classes, input_shape=input_shape, batch=batch, width=width)
+    counts = _counts(model, input_shape=input_shape, batch=batch)
     return [
         memory_mb(c, params=counts.params, activations=counts.activations, batch=batch, input_shape=input_shape, classes=classes)
         for c in configs
@@ -213,7 +177,7 @@ def grid_memory_mb(
 
 
 def resnet18_counts(*, classes: int, image: int, batch: int = PAPER_BATCH, channels: int = 3) -> ModelCounts:
-    """P and A of the paper's ResNet-18 in closed form (what the hooks count on `build_network("resnet18")`).
+    """P and A of the paper's ResNet-18 in closed form (what `count_model` counts on `build_network("resnet18")`).
 
     P = 11,168,832 + 513K (+576 per input channel beyond 3). Per sample, A is the input's C*H*W (its
     quantizer), 30 tensors of 64 x H x W (stem: conv, quantizer, BN, ReLU, quantizer; stage 1: two

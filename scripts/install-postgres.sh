@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent: make sure Debian's PostgreSQL server is installed, then print its bin folder
 # (e.g. /usr/lib/postgresql/15/bin) on stdout. Installs with apt-get only when it is missing.
-# peppp.services runs the server itself on a temporary data folder; no system cluster is needed.
+# devtools/services.py runs the server itself on a temporary data folder; no system cluster is needed.
 set -euo pipefail
 
 bin_dir() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup from the project's own files: a virtual environment in .venv with peppp and its
-# test tools installed, plus the offline Fashion-MNIST package when we may install system packages.
-# Fast when nothing changed (a stamp of pyproject.toml decides whether pip runs again).
+# test tools installed at the versions in requirements.lock (scripts/lock.sh rebuilds it), plus the
+# offline Fashion-MNIST package when we may install system packages.
+# Fast when nothing changed (a stamp of pyproject.toml and the lock decides whether pip runs again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -18,14 +19,17 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.peppp-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+lock=requirements.lock
+want=$(cat pyproject.toml "$lock" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing peppp and its dependencies into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # Every step takes the lock as constraints (-c): each package, pip included, at its locked version.
+  # scripts/lock.sh runs these steps without the lock; keep the two in step.
+  .venv/bin/python -m pip install -q --upgrade pip -c "$lock" >/dev/null
   # torch is pinned to the CPU build in pyproject.toml; install it first on its own.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q "torch==2.13.0" -c "$lock"
+  .venv/bin/python -m pip install -q -e ".[test]" -c "$lock"
   # animal-mnist's metadata asks for tensorflow; peppp reads only its data files.
-  .venv/bin/python -m pip install -q --no-deps "animal-mnist==0.4"
+  .venv/bin/python -m pip install -q --no-deps "animal-mnist==0.4" -c "$lock"
   echo "$want" > "$stamp"
 fi

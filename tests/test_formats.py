@@ -180,17 +180,6 @@ def test_parse_grid_rejections(text, match):
         parse_grid(text)
 
 
-def test_to_qtorch_numbers():
-    qtorch = pytest.importorskip("qtorch")
-    number = FloatFormat(5, 2).to_qtorch()
-    assert isinstance(number, qtorch.FloatingPoint) and (number.exp, number.man) == (5, 2)
-    fixed = FixedFormat(8, 6).to_qtorch()
-    assert isinstance(fixed, qtorch.FixedPoint) and (fixed.wl, fixed.fl) == (8, 6)
-    block = BlockFormat(8, 0).to_qtorch()
-    assert isinstance(block, qtorch.BlockFloatingPoint) and (block.wl, block.dim) == (8, 0)
-    assert FP32.to_qtorch() is None
-
-
 def test_formats_module_needs_no_torch():
     import subprocess
     import sys

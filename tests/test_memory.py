@@ -15,11 +15,10 @@ from peppp.memory import (
     grid_memory_mb,
     memory_mb,
     model_memory_mb,
-    network_counts,
     resnet18_counts,
     resnet18_memory_mb,
 )
-from peppp.training.networks import NETWORKS, build_network
+from peppp.training.networks import NETWORKS, build_network, network_counts
 
 
 def test_every_cell_of_the_papers_memory_matrix():
@@ -29,7 +28,10 @@ def test_every_cell_of_the_papers_memory_matrix():
     grid = paper_grid()
     assert [str(c) for c in grid] == list(memory.columns)
     hooks = np.array(
-        [grid_memory_mb(grid, "resnet18", classes=int(k), input_shape=(3, int(px), int(px))) for k, px in zip(datasets["classes"], datasets["image_px"])]
+        [
+            grid_memory_mb(grid, network_counts("resnet18", classes=k, input_shape=shape), classes=k, input_shape=shape)
+            for k, shape in ((int(k), (3, int(px), int(px))) for k, px in zip(datasets["classes"], datasets["image_px"]))
+        ]
     )
     closed = np.array(
         [
@@ -125,16 +127,17 @@ def test_memory_depends_only_on_total_bits():
     assert resnet18_memory_mb("e4m4/e7m9", classes=10, image=32) > a
 
 
-def test_model_memory_mb_by_name_and_by_module_agree():
+def test_model_memory_mb_by_module_and_by_counts_agree():
     config = parse_config("e5m2/e8m7")
     model = build_network("convnet4", num_classes=10, in_channels=1, image_size=28)
     shape = (1, 28, 28)
     by_module = model_memory_mb(config, model, classes=10, input_shape=shape, batch=16)
-    by_name = model_memory_mb("e5m2/e8m7", "convnet4", classes=10, input_shape=shape, batch=16)
-    assert by_module == by_name
     counts = network_counts("convnet4", classes=10, input_shape=shape, batch=16)
-    assert by_name == memory_mb(config, params=counts.params, activations=counts.activations, batch=16, input_shape=shape, classes=10)
-    assert grid_memory_mb([config, "fp32"], "convnet4", classes=10, input_shape=shape, batch=16)[0] == by_name
+    by_counts = model_memory_mb("e5m2/e8m7", counts, classes=10, input_shape=shape, batch=16)
+    assert by_module == by_counts
+    assert by_counts == memory_mb(config, params=counts.params, activations=counts.activations, batch=16, input_shape=shape, classes=10)
+    assert grid_memory_mb([config, "fp32"], model, classes=10, input_shape=shape, batch=16)[0] == by_module
+    assert grid_memory_mb([config, "fp32"], counts, classes=10, input_shape=shape, batch=16)[0] == by_counts
 
 
 def test_width_and_non_square_inputs():
@@ -143,8 +146,6 @@ def test_width_and_non_square_inputs():
         narrow, input_shape=(3, 12, 20), batch=2
     )
     assert network_counts("resnet8", classes=4, width=8).params < network_counts("resnet8", classes=4).params
-    with pytest.raises(PepppError, match="width applies to a network given by name"):
-        model_memory_mb("fp32", narrow, classes=4, width=8)
 
 
 def test_counting_rejects_outputs_without_a_batch_axis():
@@ -175,10 +176,12 @@ def test_counting_rejects_outputs_without_a_batch_axis():
         (lambda: memory_mb("e4m3/e7m9", params=-1, activations=1, batch=1, input_shape=(1, 1, 1), classes=1), "params"),
         (lambda: memory_mb("e4m3/e7m9", params=1, activations=1, batch=0, input_shape=(1, 1, 1), classes=1), "batch"),
         (lambda: memory_mb("e4m3/e7m9", params=1, activations=1, batch=1, input_shape=(1, 1), classes=1), "input_shape"),
-        (lambda: model_memory_mb("e4m3/e7m9", "vgg", classes=10), "unknown network 'vgg'; choose one of"),
-        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=0), "classes"),
-        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, input_shape=(3, 4, 32)), r"image sides must be >= 8 pixels, got input_shape \(3, 4, 32\)"),
-        (lambda: model_memory_mb("e4m3/e7m9", "resnet18", classes=10, width=0), "width"),
+        (lambda: network_counts("vgg", classes=10), "unknown network 'vgg'; choose one of"),
+        (lambda: network_counts("resnet18", classes=0), "classes"),
+        (lambda: network_counts("resnet18", classes=10, input_shape=(3, 4, 32)), r"image sides must be >= 8 pixels, got input_shape \(3, 4, 32\)"),
+        (lambda: network_counts("resnet18", classes=10, width=0), "width"),
+        (lambda: network_counts("resnet18", classes=10, batch=0), "batch"),
+        (lambda: model_memory_mb("e4m3/e7m9", ModelCounts(1, 1), classes=0), "classes"),
         (lambda: resnet18_memory_mb("e4m3/e7m9", classes=10, image=4), "image"),
     ],
 )
@@ -195,4 +198,5 @@ def test_model_counts_is_a_value():
 
 def test_numpy_integers_from_tables_are_accepted():
     k, px = np.int64(10), np.int64(32)
-    assert model_memory_mb("e4m3/e7m9", "resnet18", classes=k, input_shape=(3, px, px)) == resnet18_memory_mb("e4m3/e7m9", classes=10, image=32)
+    counts = network_counts("resnet18", classes=k, input_shape=(3, px, px))
+    assert model_memory_mb("e4m3/e7m9", counts, classes=k, input_shape=(3, px, px)) == resnet18_memory_mb("e4m3/e7m9", classes=10, image=32)

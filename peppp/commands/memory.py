@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from peppp.formats import parse_config
-    from peppp.memory import memory_mb, network_counts
+    from peppp.memory import memory_mb
+    from peppp.training.networks import network_counts
 
     config = parse_config(args.config)
     shape = (args.channels, args.image, args.image)

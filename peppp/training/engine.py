@@ -28,7 +28,7 @@ from peppp.training.devices import resolve_device
 from peppp.training.graphs import CapturedStep
 from peppp.training.quant import BACKENDS, ROUNDINGS
 from peppp.training.quant.triton_kernels import device_counter, seed_source
-from peppp.training.networks import build_network
+from peppp.training.networks import build_network, network_counts
 from peppp.training.quantizers import make_optimizer, make_quantizer_factory
 from peppp.training.recipes import Recipe, get_recipe
 
@@ -178,14 +178,9 @@ def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, 
             torch.default_generator.manual_seed(rec.seed)
             model = build_quantized_network(cfg, recipe=rec, dataset=data, rounding=rounding, backend=backend)
         model = model.to(dev)
-    memory_mb = model_memory_mb(
-        cfg,
-        rec.network,
-        width=rec.width,
-        classes=data.num_classes,
-        batch=rec.batch_size,
-        input_shape=(data.in_channels, *data.image_size),
-    )
+    shape = (data.in_channels, *data.image_size)
+    counts = network_counts(rec.network, classes=data.num_classes, input_shape=shape, batch=rec.batch_size, width=rec.width)
+    memory_mb = model_memory_mb(cfg, counts, classes=data.num_classes, batch=rec.batch_size, input_shape=shape)
     optimizer = make_optimizer(
         model.parameters(),
         config=cfg,

@@ -8,13 +8,15 @@ gets its own module from the factory; the default factory is `nn.Identity`, i.e.
 
 from __future__ import annotations
 
+import functools
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from peppp.errors import PepppError
+from peppp.memory import PAPER_BATCH, ModelCounts, check_input_shape, count_model
 
 QuantizerFactory = Callable[[], nn.Module]
 
@@ -190,3 +192,34 @@ def build_network(
     blocks = {"resnet8": (1, 1, 1), "resnet20": (3, 3, 3), "resnet18": (2, 2, 2, 2)}[name]
     stages = tuple((w * 2**i, n, 1 if i == 0 else 2) for i, n in enumerate(blocks))
     return ResNet(stages=stages, **common)
+
+
+def network_counts(
+    network: str,
+    *,
+    classes: int,
+    input_shape: Sequence[int] = (3, 32, 32),
+    batch: int = PAPER_BATCH,
+    width: int | None = None,
+) -> ModelCounts:
+    """P and A (`peppp.memory.count_model`) of the network named `network` (one of `NETWORKS`), built
+    with `width` (None: its default); counted on the meta device once per distinct arguments, then cached."""
+    classes = _check_positive("classes", classes)
+    batch = _check_positive("batch", batch)
+    shape = check_input_shape(input_shape)
+    if min(shape[1:]) < MIN_IMAGE_SIZE:
+        raise PepppError(f"image sides must be >= {MIN_IMAGE_SIZE} pixels, got input_shape {tuple(input_shape)!r}")
+    width = None if width is None else _check_positive("width", width)
+    per_sample = _network_counts_per_sample(str(network), classes, shape, width)
+    return ModelCounts(params=per_sample.params, activations=per_sample.activations * batch)
+
+
+@functools.lru_cache(maxsize=256)
+def _network_counts_per_sample(network: str, classes: int, input_shape: tuple[int, int, int], width: int | None) -> ModelCounts:
+    channels, height, width_px = input_shape
+    # On the meta device: shapes only, no weights to initialise and no arithmetic.
+    with torch.device("meta"):
+        model = build_network(
+            network, num_classes=classes, in_channels=channels, image_size=min(height, width_px), width=width
+        )
+    return count_model(model, input_shape=input_shape, batch=1)

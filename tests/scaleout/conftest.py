@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from peppp.errors import PepppError
-from peppp.services import (
+from devtools.services import (
     Service,
     postgres_bin_dir,
     start_mlflow_server,

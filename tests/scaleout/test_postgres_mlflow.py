@@ -25,7 +25,7 @@ from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.frontier import Frontier, FrontierPoint
 from peppp.registry import fetch_frontier, register_frontier
-from peppp.services import free_port, start_postgres
+from devtools.services import free_port, start_postgres
 from peppp.tracking import (
     connect,
     export_matrix,

@@ -75,10 +75,12 @@ def test_same_seed_same_result_with_the_seeded_backend():
 
 def test_memory_matches_the_analytic_model():
     from peppp.memory import model_memory_mb
+    from peppp.training.networks import build_network
 
     result = train_cell("digits", CONFIG, recipe="tiny")
     rec = get_recipe("tiny")
-    expected = model_memory_mb(parse_config(CONFIG), rec.network, width=rec.width, classes=10, batch=rec.batch_size, input_shape=(1, 8, 8))
+    model = build_network(rec.network, num_classes=10, in_channels=1, image_size=8, width=rec.width)
+    expected = model_memory_mb(parse_config(CONFIG), model, classes=10, batch=rec.batch_size, input_shape=(1, 8, 8))
     assert result.memory_mb == pytest.approx(expected)
 
 

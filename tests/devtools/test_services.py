@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from peppp.errors import PepppError
-from peppp.services import LOOPBACK, free_port, postgres_bin_dir, start_mlflow_server, start_postgres
+from devtools.services import LOOPBACK, free_port, postgres_bin_dir, start_mlflow_server, start_postgres
 
 
 def _postgres_installed() -> bool:
