@@ -20,7 +20,7 @@ RUNTIME_PACKAGES = ("peppp", "flows")
 # Bottom to top, as in docs/architecture.md. A module belongs to the layer of the entry that equals its
 # name or is a package above it; the package `peppp` itself (its `__init__`) is the façade, top layer.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("peppp.errors", "peppp.cells"),
+    "base": ("peppp.errors", "peppp.cells", "peppp._io"),
     "core": (
         "peppp.formats",
         "peppp.memory",
@@ -32,6 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peppp.matrices",
         "peppp.frontier",
         "peppp.active",
+        "peppp.plots",
     ),
     "training": ("peppp.training",),
     "store": ("peppp.tracking", "peppp.registry"),
