@@ -16,13 +16,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING
 
 from peppp.errors import PepppError
 from peppp.frontier import JSON_FILE, MAX_JSON_BYTES, Frontier
 from peppp.tracking.store import connect
 from peppp.tracking.tags import KIND_FRONTIER, TAG_KIND
+
+if TYPE_CHECKING:  # mlflow is imported where used: a sqlite store's frontier is read without it
+    from mlflow import MlflowClient
 
 __all__ = [
     "ARTIFACT_DIR",
@@ -75,6 +77,8 @@ def log_frontier(frontier: Frontier, *, run_id: str, client: MlflowClient | None
     run that already has one is an error (registered versions point at that folder and must not change);
     logging the same one again does nothing.
     """
+    from mlflow.exceptions import MlflowException
+
     client = client or connect(tracking_uri, create=False)
     run = _get_run(client, run_id)
     uri = f"{run.info.artifact_uri.rstrip('/')}/{ARTIFACT_DIR}"
@@ -103,6 +107,8 @@ def register_frontier(frontier: Frontier, *, run_id: str, name: str | None = Non
     dataset, meta_experiment, method, schema_version, created_at and the SHA-256 of frontier.json.
     Returns (name, version).
     """
+    from mlflow.exceptions import MlflowException
+
     client = client or connect(tracking_uri, create=False)
     name = name or frontier_model_name(frontier.dataset)
     _check_alias(alias)
@@ -140,8 +146,17 @@ def load_registered_frontier(name: str, *, alias: str | None = DEFAULT_ALIAS, ve
                              client: MlflowClient | None = None, tracking_uri: str | None = None) -> RegisteredFrontier:
     """The version of `name` that `alias` points at (or `version` when given), with its frontier.
 
-    Downloads only frontier.json, checks its registered SHA-256 and validates the JSON.
+    Downloads only frontier.json, checks its registered SHA-256 and validates the JSON. On a local
+    sqlite store whose artifacts lie beside its database (the default store), the registry tables and
+    the JSON are read directly, without loading MLflow (a lookup in well under a second); anything else
+    goes through MLflow's client.
     """
+    if client is None:
+        fast = _from_local_sqlite(name, alias=alias, version=version, tracking_uri=tracking_uri)
+        if fast is not None:
+            return fast
+    from mlflow.exceptions import MlflowException
+
     client = client or connect(tracking_uri, create=False)
     model = _get_frontier_model(client, name)
     if version is None:
@@ -160,18 +175,57 @@ def load_registered_frontier(name: str, *, alias: str | None = DEFAULT_ALIAS, ve
     with tempfile.TemporaryDirectory(prefix="peppp-fetch-") as tmp:
         path = _download_json(mv.source, tmp, tracking_uri=client.tracking_uri, where=where)
         payload = path.read_bytes() if path.stat().st_size <= MAX_JSON_BYTES else None
-    if payload is None:
-        raise PepppError(f"{JSON_FILE} of {where} is too large to be a frontier")
-    expected = (mv.tags or {}).get(SHA256_TAG)
-    if expected and hashlib.sha256(payload).hexdigest() != expected:
-        raise PepppError(f"{JSON_FILE} of {where} does not match the checksum registered with it; it was altered")
-    try:
-        frontier = Frontier.from_json(payload)
-    except PepppError as exc:
-        raise PepppError(f"{where}: {exc}") from None
     aliases = tuple(sorted(a for a, v in model.aliases.items() if int(v) == version))
     return RegisteredFrontier(name=name, version=version, aliases=aliases, run_id=mv.run_id or "",
-                              source=mv.source, frontier=frontier)
+                              source=mv.source, frontier=_checked(payload, (mv.tags or {}).get(SHA256_TAG), where))
+
+
+def _checked(payload: bytes | None, expected_sha256: str | None, where: str) -> Frontier:
+    """The frontier in a fetched frontier.json: size, registered checksum and schema checked."""
+    if payload is None:
+        raise PepppError(f"{JSON_FILE} of {where} is too large to be a frontier")
+    if expected_sha256 and hashlib.sha256(payload).hexdigest() != expected_sha256:
+        raise PepppError(f"{JSON_FILE} of {where} does not match the checksum registered with it; it was altered")
+    try:
+        return Frontier.from_json(payload)
+    except PepppError as exc:
+        raise PepppError(f"{where}: {exc}") from None
+
+
+def _from_local_sqlite(name: str, *, alias: str | None, version: int | None,
+                       tracking_uri: str | None) -> RegisteredFrontier | None:
+    """`load_registered_frontier` on a local sqlite store, straight from its files; None where it cannot
+    be done so (another kind of store, an unusual source, anything amiss): the caller asks MLflow."""
+    from urllib.parse import unquote, urlparse
+
+    from peppp.tracking._mlflow_private import read_model_version_sqlite
+    from peppp.tracking.store import resolve_tracking_uri, sqlite_path, uri_scheme
+
+    uri = resolve_tracking_uri(tracking_uri, create_dir=False)
+    db = sqlite_path(uri) if uri_scheme(uri) == "sqlite" else None
+    if db is None or not db.is_file():
+        return None
+    if version is None and not isinstance(alias, str):
+        return None
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        return None
+    mv = read_model_version_sqlite(db, name, alias=alias, version=version, model_tag=(KIND_TAG, KIND))
+    if mv is None:
+        return None
+    parsed = urlparse(mv.source)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    root = db.resolve().parent
+    path = (Path(unquote(parsed.path)) / JSON_FILE).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return None  # outside the store's folder: MLflow's own download decides
+    with open(path, "rb") as stream:
+        payload = stream.read(MAX_JSON_BYTES + 1)
+    if len(payload) > MAX_JSON_BYTES:
+        payload = None
+    where = f"{name!r} version {mv.version}"
+    return RegisteredFrontier(name=name, version=mv.version, aliases=mv.aliases, run_id=mv.run_id, source=mv.source,
+                              frontier=_checked(payload, mv.tags.get(SHA256_TAG), where))
 
 
 def fetch_frontier(name: str, alias: str = DEFAULT_ALIAS, *, version: int | None = None,
@@ -187,6 +241,8 @@ def fetch_frontier(name: str, alias: str = DEFAULT_ALIAS, *, version: int | None
 
 def list_frontier_models(*, client: MlflowClient | None = None, tracking_uri: str | None = None) -> list[str]:
     """Names of the registered frontiers in the store, sorted."""
+    from mlflow.exceptions import MlflowException
+
     client = client or connect(tracking_uri, create=False)
     try:
         models = client.search_registered_models(max_results=1000)
@@ -200,6 +256,8 @@ def list_frontier_models(*, client: MlflowClient | None = None, tracking_uri: st
 
 
 def _get_run(client: MlflowClient, run_id: str):
+    from mlflow.exceptions import MlflowException
+
     if not isinstance(run_id, str) or not run_id:
         raise PepppError(f"run_id {run_id!r} must be a run id string")
     try:
@@ -210,6 +268,8 @@ def _get_run(client: MlflowClient, run_id: str):
 
 def _logged_json(client: MlflowClient, run_id: str) -> bytes | None:
     """frontier.json as already logged on the run, or None when the run has none."""
+    from mlflow.exceptions import MlflowException
+
     try:
         listed = {f.path for f in client.list_artifacts(run_id, ARTIFACT_DIR)}
     except (MlflowException, OSError):
@@ -225,6 +285,8 @@ def _logged_json(client: MlflowClient, run_id: str) -> bytes | None:
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
     try:
         model = client.get_registered_model(name)
     except MlflowException as exc:
@@ -244,6 +306,8 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 
 def _get_frontier_model(client: MlflowClient, name: str):
+    from mlflow.exceptions import MlflowException
+
     if not isinstance(name, str) or not name.strip():
         raise PepppError(f"registered frontier name {name!r} is empty; give a name such as {MODEL_PREFIX}<dataset>")
     try:
@@ -262,6 +326,8 @@ def _get_frontier_model(client: MlflowClient, name: str):
 
 
 def _download_json(source: str, directory: str, *, tracking_uri: str, where: str) -> Path:
+    from mlflow.exceptions import MlflowException
+
     from mlflow.artifacts import download_artifacts
 
     uri = f"{source.rstrip('/')}/{JSON_FILE}"

@@ -12,35 +12,47 @@ run per trained cell. The error and memory matrices are always rebuilt from the 
 - `tags`: the tag and metric names; `_mlflow_private`: the one place that uses MLflow's internals.
 """
 
-from peppp.tracking.claims import Claim, claim_cell, list_claims, release_claim
-from peppp.tracking.liveness import free_dead_claims, recover_orphans
-from peppp.tracking.matrix import (
-    SearchCells,
-    config_sort_key,
-    finished_cells,
-    finished_seeds,
-    load_cells,
-    rebuild_matrices,
-    matrices_from_cells,
-    search_cells,
-)
-from peppp.tracking.runs import (
-    ROLES,
-    cell_run_name,
-    delete_run,
-    end_run,
-    log_cell,
-    log_cells_batch,
-    log_files,
-    log_metrics,
-    log_params,
-    parent_run,
-    round_methods,
-    start_parent_run,
-)
-from peppp.tracking.store import connect, get_or_create_experiment, resolve_tracking_uri, run_link
-from peppp.tracking.summaries import log_frontier_plot, log_sweep_summary
-from peppp.tracking.transfer import ExportedMatrix, export_matrix, import_matrix, read_matrix_csv
+# Names load their module on first use (module __getattr__), so `import peppp.tracking` stays light:
+# a registered frontier is read from a sqlite store without importing MLflow at all.
+_LAZY = {
+    "Claim": "peppp.tracking.claims",
+    "ExportedMatrix": "peppp.tracking.transfer",
+    "ROLES": "peppp.tracking.runs",
+    "SearchCells": "peppp.tracking.matrix",
+    "cell_run_name": "peppp.tracking.runs",
+    "claim_cell": "peppp.tracking.claims",
+    "config_sort_key": "peppp.tracking.matrix",
+    "connect": "peppp.tracking.store",
+    "delete_run": "peppp.tracking.runs",
+    "end_run": "peppp.tracking.runs",
+    "export_matrix": "peppp.tracking.transfer",
+    "finished_cells": "peppp.tracking.matrix",
+    "finished_seeds": "peppp.tracking.matrix",
+    "free_dead_claims": "peppp.tracking.liveness",
+    "get_or_create_experiment": "peppp.tracking.store",
+    "import_matrix": "peppp.tracking.transfer",
+    "list_claims": "peppp.tracking.claims",
+    "load_cells": "peppp.tracking.matrix",
+    "log_cell": "peppp.tracking.runs",
+    "log_cells_batch": "peppp.tracking.runs",
+    "log_files": "peppp.tracking.runs",
+    "log_frontier_plot": "peppp.tracking.summaries",
+    "log_metrics": "peppp.tracking.runs",
+    "log_params": "peppp.tracking.runs",
+    "log_sweep_summary": "peppp.tracking.summaries",
+    "matrices_from_cells": "peppp.tracking.matrix",
+    "parent_run": "peppp.tracking.runs",
+    "read_matrix_csv": "peppp.tracking.transfer",
+    "rebuild_matrices": "peppp.tracking.matrix",
+    "recover_orphans": "peppp.tracking.liveness",
+    "release_claim": "peppp.tracking.claims",
+    "resolve_tracking_uri": "peppp.tracking.store",
+    "round_methods": "peppp.tracking.runs",
+    "run_link": "peppp.tracking.store",
+    "search_cells": "peppp.tracking.matrix",
+    "start_parent_run": "peppp.tracking.runs",
+}
+
 
 __all__ = [
     "ROLES",
@@ -80,3 +92,13 @@ __all__ = [
     "run_link",
     "start_parent_run",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'peppp.tracking' has no attribute {name!r}")

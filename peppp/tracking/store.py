@@ -9,11 +9,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING
 
 from peppp.errors import PepppError
 from peppp.tracking.tags import EXPERIMENT_KIND_TRAINING, TAG_EXPERIMENT_KIND, TAG_NOTE
+
+if TYPE_CHECKING:  # mlflow loads when a store is first used: reading a registered frontier from sqlite needs none
+    from mlflow import MlflowClient
 
 DEFAULT_STORE_DIR = "mlruns"
 DEFAULT_DB_NAME = "mlflow.db"
@@ -68,6 +70,8 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
         _check_sqlite(uri, create=create)
     elif scheme in DATABASE_SCHEMES:
         _check_database(uri, timeout_s=timeout_s)
+    from mlflow import MlflowClient
+
     try:
         return MlflowClient(tracking_uri=uri)
     except Exception as exc:  # MLflow, SQLAlchemy and database drivers share no narrower base
@@ -143,6 +147,8 @@ def default_artifact_location(uri: str) -> str | None:
 @contextlib.contextmanager
 def store_errors(what: str):
     """Turn the store's own failures (a database or server gone mid-process) into one-line PepppErrors."""
+    from mlflow.exceptions import MlflowException
+
     try:
         yield
     except PepppError:
@@ -171,6 +177,8 @@ def get_or_create_experiment(
     peppp's experiments are training experiments with a description (MLflow's UI then opens them on
     their runs, not on GenAI traces); one made elsewhere gets those tags when peppp first writes to it.
     """
+    from mlflow.exceptions import MlflowException
+
     if not isinstance(name, str) or not name.strip():
         raise PepppError(f"experiment name {name!r} is empty; give a non-empty name")
     client = client or connect(tracking_uri, create=create)
@@ -208,6 +216,8 @@ def _experiment_tags() -> dict[str, str]:
 
 
 def _describe_experiment(client: MlflowClient, experiment_id: str) -> None:
+    from mlflow.exceptions import MlflowException
+
     try:
         for key, value in _experiment_tags().items():
             client.set_experiment_tag(experiment_id, key, value)
