@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from peppp.active import MAX_ERROR_STD, ActiveSearch, embed_meta_matrix
+from peppp.active import ActiveSearch, embed_meta_matrix
 from peppp.completion import svd_embeddings
 from peppp.design import get_design
 from peppp.errors import PepppError
+from peppp.methods import MAX_ERROR_STD
 
 K, M = 3, 12
 
