@@ -98,7 +98,8 @@ class Session(ABC):
         self.errors.append(float(error))
 
     def estimate(self) -> Estimate:
-        """Every configuration's estimated error (measured ones: their measured error)."""
+        """Every configuration's estimated error and its std (measured ones: the measurement, std 0),
+        with the model's own prediction and std alongside (`Estimate`)."""
         if not self.measured:
             raise PepppError("nothing is measured yet; observe at least one configuration first")
         predicted, predicted_std = self._predict()
