@@ -1,6 +1,7 @@
 """Active search on a new dataset: which configurations to train next, and the estimate from those trained.
 
-Pure numpy state: no MLflow, no Prefect. The flows feed it measurements and ask it what to train.
+Pure numpy state: no MLflow, no Prefect. The flows feed it measurements and ask it what to train; a
+`peppp.methods` session proposes and estimates, the same code `peppp evaluate` scores.
 """
 
 from __future__ import annotations
@@ -12,15 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from peppp.completion import SoftImpute, fit_row, svd_embeddings
+from peppp.completion import SoftImpute, svd_embeddings
 from peppp.errors import PepppError
 from peppp.frontier import Frontier
-
-# No distribution on [0, 1] has a standard deviation above 1/2; a wider estimate says nothing more.
-MAX_ERROR_STD = 0.5
-# A configuration lies in the span of the measured ones when its embedding's part outside that span is
-# below this fraction of its length (round-off of an exact projection is far smaller).
-_SPAN_RTOL = 1e-6
+from peppp.methods import get_method
+from peppp.methods.design_fit import residual_noise_std
 
 
 @dataclass(frozen=True)
@@ -66,14 +63,13 @@ def embed_meta_matrix(error: np.ndarray, *, rank: int, seed: int = 0) -> MetaMod
     if not observed.all():
         E = SoftImpute(rank=int(rank), seed=seed).fit(E, observed).completed_
     Y = svd_embeddings(E, int(rank))
-    dof = n_rows * (n_configs - int(rank))
-    residual = E - (E @ Y.T) @ Y
-    noise = math.sqrt(float(np.sum(residual**2)) / dof) if dof > 0 else None
-    return MetaModel(embeddings=Y, noise_std=noise, completed=E)
+    return MetaModel(embeddings=Y, noise_std=residual_noise_std(E, Y), completed=E)
 
 
 class ActiveSearch:
-    """The active-search state of one new dataset: what is measured, what to train next, the estimate.
+    """The active-search state of one new dataset: what is measured, what failed, the runs behind each
+    measurement, the memory cap and the budget, over one session of a `peppp.methods` method, which
+    proposes what to train and estimates the rest (the same code `peppp evaluate` scores).
 
     Lifecycle: build it with every configuration's embedding (Y, k x m) and its memory on this dataset;
     then repeat `next_batch(size)` -> train those -> `observe(index, error)` (or `observe_failure(index)`
@@ -84,10 +80,9 @@ class ActiveSearch:
     Stopping: `n` measurements, or no candidate left: candidates are the configurations within the
     memory cap `cap_mb` whose memory still fits in what is left of `budget_mb` (the total memory of all
     measurements, as in OBOE's cost-aware design), and that were neither measured nor failed.
-    A design `method` (a `peppp.design` name such as `ed`, the paper's) picks among the candidates
-    and the row is fitted by least squares on the embeddings; any other `peppp.methods` name (an
-    adaptive method) is fitted on `meta_error`, the completed meta-training matrix, and proposes and
-    estimates through its own session.
+    `method` is a `peppp.methods` name, fitted by `fit_embedded`: a design method (`ed`, the paper's
+    ED-MF, and its baselines) takes the embeddings and `noise_std` as given and fits the row by least
+    squares; the adaptive method fits on `meta_error`, the completed meta-training matrix.
     """
 
     def __init__(
@@ -104,9 +99,6 @@ class ActiveSearch:
         noise_std: float | None = None,
         meta_error: np.ndarray | None = None,
     ) -> None:
-        from peppp.design import DESIGNS, get_design
-        from peppp.methods import METHODS, get_method
-
         self.configs = tuple(str(c) for c in configs)
         m = len(self.configs)
         if m == 0:
@@ -143,19 +135,12 @@ class ActiveSearch:
                 f"memory cap {self.cap_mb:g} MB is below every configuration's memory; the cheapest, "
                 f"{self.configs[cheapest]}, needs {memory[cheapest]:.3f} MB"
             )
-        self._session = None
-        if method in DESIGNS:
-            self._design = get_design(method)
-        elif method in METHODS:
-            if meta_error is None:
-                raise PepppError(f"method {method!r} needs the completed meta-training matrix (meta_error)")
-            model = get_method(method, rank=Y.shape[0]).fit(np.asarray(meta_error, dtype=float))
-            self._session = model.session(
-                memory_mb=memory, candidates=self.within_cap, budget_mb=self.budget_mb, seed=self.seed
-            )
-        else:
-            raise PepppError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
-        self._errors: dict[int, float] = {}
+        model = get_method(method, rank=Y.shape[0]).fit_embedded(
+            Y, noise_std=self.noise_std, error=None if meta_error is None else np.asarray(meta_error, dtype=float)
+        )
+        self._session = model.session(
+            memory_mb=memory, candidates=self.within_cap.copy(), budget_mb=self.budget_mb, seed=self.seed
+        )
         self._run_ids: dict[int, tuple[str, ...]] = {}
         self._failed: set[int] = set()
 
@@ -164,7 +149,7 @@ class ActiveSearch:
     @property
     def measured(self) -> list[int]:
         """Indices of the measured configurations, in the order they were observed."""
-        return list(self._errors)
+        return list(self._session.measured)
 
     @property
     def failed(self) -> list[int]:
@@ -172,12 +157,12 @@ class ActiveSearch:
 
     @property
     def measured_errors(self) -> np.ndarray:
-        return np.array(list(self._errors.values()), dtype=float)
+        return np.array(self._session.errors, dtype=float)
 
     @property
     def spent_mb(self) -> float:
         """Total memory of the measured configurations (what the budget counts)."""
-        return float(sum(self.memory_mb[i] for i in self._errors))
+        return float(sum(self.memory_mb[i] for i in self._session.measured))
 
     @property
     def remaining_mb(self) -> float:
@@ -186,13 +171,13 @@ class ActiveSearch:
     def candidates(self) -> np.ndarray:
         """Mask of the configurations that may still be picked (see the class docstring)."""
         open_ = self.within_cap & (self.memory_mb <= self.remaining_mb)
-        taken = list(self._errors) + list(self._failed)
+        taken = self.measured + list(self._failed)
         open_[taken] = False
         return open_
 
     @property
     def done(self) -> bool:
-        return len(self._errors) >= self.n or not self.candidates().any()
+        return len(self._session.measured) >= self.n or not self.candidates().any()
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -202,97 +187,45 @@ class ActiveSearch:
             raise PepppError(f"batch size {size!r} must be a positive integer")
         if self.done:
             return []
-        size = min(int(size), self.n - len(self._errors))
+        size = min(int(size), self.n - len(self._session.measured))
         open_ = self.candidates()
-        if self._session is not None:
-            self._session.candidates &= self.within_cap
-            self._session.candidates[self.failed] = False  # a failed training is not proposed again
-            new = [i for i in self._session.propose(size) if open_[i]]
-            return new
-        measured = self.measured
-        design = self._design.select(
-            self.embeddings,
-            len(measured) + size,
-            measured=measured,
-            candidates=open_,
-            costs=self.memory_mb,
-            budget=self.budget_mb,
-            seed=self.seed,
-        )
-        new = [int(i) for i in design[len(measured):]]
-        if not all(open_[i] for i in new):
-            raise PepppError(f"design {self.method!r} picked a configuration that is not a candidate: {new}")
-        return new
+        return [i for i in self._session.propose(size) if open_[i]]
 
     def observe(self, index: int, error: float, run_ids: Sequence[str] = ()) -> None:
         """Record the measured test error of configuration `index` (and the runs it came from)."""
         index = self._index(index)
         if not (_is_number(error) and math.isfinite(error) and 0.0 <= error <= 1.0):
             raise PepppError(f"error {error!r} of {self.configs[index]} must be a finite number in [0, 1]")
-        if index in self._errors:
+        if index in self._session.measured:
             raise PepppError(f"configuration {self.configs[index]} is already measured; each is measured once")
         if isinstance(run_ids, str):
             run_ids = (run_ids,)
         self._failed.discard(index)
-        self._errors[index] = float(error)
-        if self._session is not None:
-            self._session.observe(index, float(error))
+        self._session.observe(index, float(error))
         self._run_ids[index] = tuple(str(r) for r in run_ids)
 
     def observe_failure(self, index: int) -> None:
         """Record that configuration `index` could not be trained: it is not picked again."""
         index = self._index(index)
-        if index in self._errors:
+        if index in self._session.measured:
             raise PepppError(f"configuration {self.configs[index]} is already measured; it cannot fail now")
         self._failed.add(index)
+        self._session.candidates[index] = False
 
     # -- the estimate --------------------------------------------------------------------------------
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """The low-rank model's error for every configuration and its predictive standard deviation.
+        """The method's predicted error of every configuration, measured ones included, and its std.
 
-        The error is the least-squares fit x = argmin ||Y_S^T x - e_S|| over the measured set S (the
-        minimum-norm one while S does not determine x), predicted as x^T Y for every configuration,
-        measured ones included. The std is that of ordinary least squares' prediction of a new
-        measurement, sigma * sqrt(1 + y_j^T (Y_S Y_S^T)^+ y_j). sigma^2 is the residual variance of the
-        fit, RSS / (|S| - rank(Y_S)); with `noise_std` given it is pooled with it as one more degree of
-        freedom, (RSS + noise_std^2) / (|S| - rank(Y_S) + 1), as a conjugate prior on the noise would.
-        The std is NaN (unknown) without any residual degree of freedom or noise_std, and for
-        configurations whose embedding lies outside the span of the measured ones (the measurements say
-        nothing about them); it is capped at 0.5.
+        Both come from the method's session (`Estimate.predicted` and `Estimate.predicted_std`). For
+        the design methods: the least-squares fit on the embeddings and the std of its prediction of a
+        new measurement, pooled with `noise_std` (`peppp.methods.design_fit.prediction_std`), NaN where
+        unknown. The std is capped at `peppp.methods.MAX_ERROR_STD`.
         """
-        if not self._errors:
+        if not self._session.measured:
             raise PepppError("nothing is measured yet; observe at least one configuration before estimating")
-        if self._session is not None:
-            estimate = self._session.estimate()
-            std = np.full(len(self.configs), np.nan) if estimate.std is None else np.minimum(estimate.std, MAX_ERROR_STD)
-            return estimate.predicted, std
-        S = np.array(self.measured, dtype=int)
-        e = self.measured_errors
-        Y = self.embeddings
-        predicted = fit_row(Y, S, e)
-        YS = Y[:, S]
-        gram = YS @ YS.T
-        rank = int(np.linalg.matrix_rank(YS))
-        dof = len(S) - rank
-        rss = float(np.sum((predicted[S] - e) ** 2))
-        if self.noise_std is not None:
-            # The meta-matrix's noise level counts as one more residual degree of freedom, so that a
-            # lucky fit through few points does not claim certainty.
-            sigma = math.sqrt((rss + self.noise_std**2) / (dof + 1))
-        elif dof > 0:
-            sigma = math.sqrt(rss / dof)
-        else:
-            sigma = math.nan
-        gram_pinv = np.linalg.pinv(gram)
-        leverage = np.einsum("ij,ik,kj->j", Y, gram_pinv, Y)
-        # A column outside the span of Y_S is not reproduced by projecting onto that span.
-        basis = _orthonormal_columns(YS)
-        outside = Y - basis @ (basis.T @ Y)
-        in_span = np.linalg.norm(outside, axis=0) <= _SPAN_RTOL * np.linalg.norm(Y, axis=0)
-        std = sigma * np.sqrt(1.0 + np.maximum(leverage, 0.0))
-        std = np.where(in_span, np.minimum(std, MAX_ERROR_STD), np.nan)
-        return predicted, std
+        estimate = self._session.estimate()
+        return estimate.predicted, estimate.predicted_std
 
     def frontier(
         self,
@@ -311,7 +244,7 @@ class ActiveSearch:
         error = predicted.copy()
         error_std = std.copy()
         run_ids: list[tuple[str, ...]] = [tuple(fit_run_ids)] * m
-        for i, value in self._errors.items():
+        for i, value in zip(self._session.measured, self._session.errors):
             error[i] = value
             error_std[i] = 0.0
             run_ids[i] = self._run_ids[i]
@@ -342,12 +275,3 @@ def _mask(size: int, indices: Sequence[int]) -> np.ndarray:
     mask = np.zeros(size, dtype=bool)
     mask[list(indices)] = True
     return mask
-
-
-def _orthonormal_columns(A: np.ndarray) -> np.ndarray:
-    """An orthonormal basis (as columns) of the column space of A."""
-    U, s, _ = np.linalg.svd(A, full_matrices=False)
-    if s.size == 0:
-        return U[:, :0]
-    keep = s > s[0] * max(A.shape) * np.finfo(float).eps
-    return U[:, keep]

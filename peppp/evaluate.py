@@ -19,7 +19,7 @@ import pandas as pd
 from peppp.completion import SoftImpute, sample_mask
 from peppp.errors import PepppError
 from peppp.matrices import read_matrix_csv, validate_matrices
-from peppp.methods import METHODS, get_method
+from peppp.methods import DEFAULT_METHOD, METHODS, get_method
 from peppp.pareto import budget_regret, convergence, hyperdiff
 
 META_SAMPLE_SCHEMES = ("full", "uniform", "nonuniform")
@@ -210,7 +210,7 @@ def loocv(
     error: pd.DataFrame,
     memory: pd.DataFrame,
     *,
-    method: str = "ed",
+    method: str = DEFAULT_METHOD,
     n: Sequence[int] = (3, 5, 8, 10, 15),
     rank: int = 5,
     cap: str | float | None = None,
@@ -221,8 +221,9 @@ def loocv(
 
     For every row: meta-train on the other rows (sampled and completed when `meta_sample` says so),
     embed the configurations by SVD (`rank` components), drop configurations above the memory `cap`,
-    pick `n` configurations with the design `method`, fit the row from their true errors and score the
-    estimate. Fold `i` uses seed `seed + i`, so results are reproducible.
+    pick `n` configurations with the active-sampling `method` (a `peppp.methods` name, peppp's default
+    unless told), estimate the row from their true errors and score the estimate. Fold `i` uses seed
+    `seed + i`, so results are reproducible.
     """
     error, memory = validate_matrices(error, memory, complete=True)
     if method not in METHODS:

@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from peppp.active import MAX_ERROR_STD, ActiveSearch, embed_meta_matrix
+from peppp.active import ActiveSearch, embed_meta_matrix
 from peppp.completion import svd_embeddings
 from peppp.design import get_design
 from peppp.errors import PepppError
+from peppp.methods import MAX_ERROR_STD
 
 K, M = 3, 12
 
@@ -264,3 +265,31 @@ def test_an_adaptive_method_runs_through_its_session():
     assert frontier.n_measured == 4
     with pytest.raises(PepppError, match="needs the completed meta-training matrix"):
         ActiveSearch(configs, meta.embeddings, memory, method="adaptive", n=4)
+
+
+@pytest.mark.parametrize("method", ["ed", "random", "adaptive"])
+def test_the_search_runs_the_code_the_evaluation_scores(method):
+    """ActiveSearch and `peppp evaluate` go through the same method session: on the same meta-training
+    matrix they pick the same configurations and estimate the same errors and stds."""
+    from peppp.evaluate import run_search
+    from peppp.methods import get_method
+
+    E = np.clip(low_rank(21, seed=4) + np.random.default_rng(4).normal(0, 0.01, (21, M)), 0, 1)
+    memory = np.linspace(1.0, 12.0, M)
+    configs = [f"c{j}" for j in range(M)]
+    meta = embed_meta_matrix(E[1:], rank=K)
+    active = get_method(method, rank=K).fit(meta.completed)
+    n = 6
+    session = run_search(active.session(memory_mb=memory, seed=2), E[0], n, sequential=active.sequential)
+    search = ActiveSearch(configs, meta.embeddings, memory, method=method, n=n, seed=2,
+                          noise_std=meta.noise_std, meta_error=meta.completed)
+    run_to_end(search, E[0], batch=1 if active.sequential else n)
+    assert search.measured == session.measured
+    predicted, std = search.estimate()
+    estimate = session.estimate()
+    np.testing.assert_allclose(predicted, estimate.predicted, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(std, estimate.predicted_std, rtol=1e-12, atol=1e-15)
+    assert np.all(np.isfinite(std))
+    frontier = search.frontier("new", "meta")
+    np.testing.assert_allclose([p.error for p in frontier.points], estimate.error, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose([p.error_std for p in frontier.points], estimate.std, rtol=1e-12, atol=1e-15)

@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error", required=True, metavar="CSV", help="error matrix: rows datasets, columns configs")
     parser.add_argument("--memory", required=True, metavar="CSV", help="memory matrix (MB), same labels")
     parser.add_argument("--exclude", default="", metavar="NAMES", help="comma-separated datasets to drop (the paper drops deca-08)")
-    parser.add_argument("--method", default="ed", help="active-sampling method (default: ed)")
+    # Resolved in `run`: naming DEFAULT_METHOD here would import peppp.methods (numpy, scipy) for every command.
+    parser.add_argument(
+        "--method", default=None, help="active-sampling method, such as ed, the paper's ED-MF (default: peppp.methods.DEFAULT_METHOD)"
+    )
     parser.add_argument(
         "--compare",
         type=_name_list,
@@ -91,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from peppp.evaluate import load_matrices, loocv
-    from peppp.methods import METHODS
+    from peppp.methods import DEFAULT_METHOD, METHODS
 
     exclude = [name.strip() for name in args.exclude.split(",") if name.strip()]
     error, memory = load_matrices(args.error, args.memory, exclude=exclude)
     if args.rank < 1:
         raise PepppError(f"--rank {args.rank} must be a positive integer")
-    methods = args.compare or [args.method]
+    methods = args.compare or [args.method or DEFAULT_METHOD]
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise PepppError(f"unknown method {unknown[0]!r}; choose one of {', '.join(sorted(METHODS))}")

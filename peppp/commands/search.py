@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="the new dataset, e.g. digits[3,5,8,9]")
     parser.add_argument("--meta-experiment", required=True, help="experiment holding the meta-training runs")
     parser.add_argument("--n", type=int, default=5, help="configurations to measure (default 5)")
-    parser.add_argument("--method", default="adaptive", help="active-sampling method: adaptive (default, peppp's), ed (the paper's ED-MF), qr, random, convex-d/a/e, ed-cost")
+    parser.add_argument("--method", default=None, help="active-sampling method: adaptive (peppp's), ed (the paper's ED-MF), qr, random, convex-d/a/e, ed-cost (default: peppp.methods.DEFAULT_METHOD)")
     parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
     parser.add_argument("--cap", type=float, default=None, metavar="MB", help="train only configurations within this memory")
     parser.add_argument("--budget", type=float, default=None, metavar="MB",
@@ -65,12 +65,13 @@ def run(args: argparse.Namespace) -> int:
     check_prefect_api()
 
     from flows.active_search import active_search
+    from peppp.methods import DEFAULT_METHOD
 
     summary = active_search(
         dataset=args.dataset,
         meta_experiment=args.meta_experiment,
         n=args.n,
-        method=args.method,
+        method=args.method or DEFAULT_METHOD,
         rank=args.rank,
         cap_mb=args.cap,
         budget_mb=args.budget,

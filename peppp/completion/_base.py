@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 
 import numpy as np
 
+from peppp._params import Params
 from peppp.errors import PepppError
 
 
-class BaseCompleter(ABC):
+class BaseCompleter(Params, ABC):
     """Completes a partly observed (datasets x configurations) error matrix.
 
     Lifecycle (scikit-learn style):
@@ -18,26 +18,9 @@ class BaseCompleter(ABC):
       2. `fit(E, mask, weights=None)` validates the input once, runs `_fit` and stores the result in
          `completed_` (plus any other fitted attributes, all ending in `_`); it returns `self`;
       3. `predict()` returns the completed matrix; calling it before `fit` raises PepppError.
-    `get_params()` returns the constructor parameters (for logging and cloning); `clone()` builds an
-    unfitted copy. A new method is one subclass implementing `_fit`.
+    `get_params()` returns the constructor parameters (for logging and cloning), `clone()` builds an
+    unfitted copy (both from `peppp._params.Params`). A new method is one subclass implementing `_fit`.
     """
-
-    def get_params(self) -> dict:
-        """Constructor parameters by name, as given (the values a clone would be built with)."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind is p.KEYWORD_ONLY
-        ]
-        return {name: getattr(self, name) for name in names}
-
-    def clone(self) -> BaseCompleter:
-        """A new unfitted completer with the same parameters."""
-        return type(self)(**self.get_params())
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     def fit(self, E: np.ndarray, mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> BaseCompleter:
         """Learn the completion of E from its observed cells; returns self.

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
 
+from peppp._params import Params
 from peppp.errors import PepppError
 
 
-class DesignStrategy(ABC):
+class DesignStrategy(Params, ABC):
     """Chooses which configurations (columns of the embeddings Y, k x m) a new dataset trains.
 
     Lifecycle (optuna's sampler style): construct once with keyword parameters (no state is learned),
@@ -20,22 +20,10 @@ class DesignStrategy(ABC):
     cases, and calls the method's `_select`, which returns the ordered design; the base then enforces
     the cost budget. A new method is one subclass in its own module with a `name` and `_select`, plus a
     line in `peppp.design.DESIGNS` (the contract tests then run on it automatically).
+    `get_params`, `clone` and `repr` come from `peppp._params.Params`.
     """
 
     name: str = ""
-
-    def get_params(self) -> dict:
-        """Constructor parameters by name (for logging and cloning)."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind is p.KEYWORD_ONLY
-        ]
-        return {name: getattr(self, name) for name in names}
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
 
     def select(
         self,

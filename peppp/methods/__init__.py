@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from peppp.design import DESIGNS
 from peppp.errors import PepppError
-from peppp.methods._base import ActiveMethod, Estimate, Session
+from peppp.methods._base import MAX_ERROR_STD, ActiveMethod, Estimate, Session
 from peppp.methods.adaptive import Adaptive
 from peppp.methods.design_fit import DesignFit
 
@@ -29,4 +29,14 @@ def get_method(name: str, *, rank: int = 5) -> ActiveMethod:
     return METHODS[name](rank=rank)
 
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "ActiveMethod", "Adaptive", "DesignFit", "Estimate", "Session", "get_method"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "MAX_ERROR_STD",
+    "METHODS",
+    "ActiveMethod",
+    "Adaptive",
+    "DesignFit",
+    "Estimate",
+    "Session",
+    "get_method",
+]

@@ -1,18 +1,25 @@
 """The active-sampling method interface: learn from a meta-training matrix, then, for one new dataset,
 propose configurations to train, take their measured errors, and estimate every configuration's error.
 
-Used the same way by the leave-one-out evaluation (`peppp.evaluate`) and the `active_search` flow.
+Used the same way by the leave-one-out evaluation (`peppp.evaluate`) and by production
+(`peppp.active.ActiveSearch`, which the `active_search` flow drives).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from peppp._params import Params
 from peppp.errors import PepppError
+
+# No distribution on [0, 1] has a standard deviation above 1/2; a wider estimate says nothing more.
+MAX_ERROR_STD = 0.5
 
 
 @dataclass(frozen=True)
@@ -20,13 +27,15 @@ class Estimate:
     """Estimated error of every configuration; measured ones carry their measured error.
 
     `predicted` is the model's prediction everywhere, measured configurations included (what the
-    paper's HyperDiff scores); `std` is the standard deviation of each estimate (0 where measured),
-    or None when the method has no uncertainty model.
+    paper's HyperDiff scores); `predicted_std` is the model's standard deviation of each prediction
+    (NaN where the method cannot tell). `error` and `std` are what a user is told: at a measured
+    configuration the measured error, with std 0. Standard deviations are capped at `MAX_ERROR_STD`.
     """
 
     error: np.ndarray
     predicted: np.ndarray
-    std: np.ndarray | None
+    std: np.ndarray
+    predicted_std: np.ndarray
 
 
 class Session(ABC):
@@ -39,11 +48,17 @@ class Session(ABC):
     def __init__(self, *, memory_mb: np.ndarray, candidates: np.ndarray | None, budget_mb: float | None, seed: int):
         self.memory_mb = np.asarray(memory_mb, dtype=float)
         m = len(self.memory_mb)
-        self.candidates = np.ones(m, dtype=bool) if candidates is None else np.asarray(candidates, dtype=bool)
-        if self.candidates.shape != (m,):
-            raise PepppError(f"candidates must be a boolean mask of length {m}")
-        if budget_mb is not None and not budget_mb > 0:
-            raise PepppError(f"measurement budget {budget_mb!r} MB must be positive")
+        if candidates is None:
+            self.candidates = np.ones(m, dtype=bool)
+        else:
+            mask = np.asarray(candidates)
+            if mask.dtype != bool or mask.shape != (m,):
+                raise PepppError(f"candidates must be a boolean mask of length {m}, got {mask.dtype} {mask.shape}")
+            # A copy: the caller may drop candidates from `self.candidates` (a failed training) without
+            # touching its own mask, and its later changes to that mask do not reach the session.
+            self.candidates = mask.copy()
+        if budget_mb is not None and not (_is_number(budget_mb) and budget_mb >= 0):
+            raise PepppError(f"measurement budget {budget_mb!r} MB must be a number >= 0")
         self.budget_mb = budget_mb
         self.seed = seed
         self.measured: list[int] = []
@@ -63,8 +78,8 @@ class Session(ABC):
 
     def propose(self, k: int = 1) -> list[int]:
         """Up to k new configurations to train next (fewer, or none, when candidates or budget run out)."""
-        if k < 1:
-            raise PepppError(f"propose needs k >= 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise PepppError(f"propose needs an integer k >= 1, got {k!r}")
         if not self.affordable().any():
             return []
         picks = [int(i) for i in self._propose(k)]
@@ -72,40 +87,45 @@ class Session(ABC):
 
     def observe(self, index: int, error: float) -> None:
         """Record the measured test error of configuration `index`."""
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < len(self.memory_mb):
+            raise PepppError(f"configuration index {index!r} is out of range 0..{len(self.memory_mb) - 1}")
         index = int(index)
-        if not 0 <= index < len(self.memory_mb):
-            raise PepppError(f"configuration index {index} is out of range 0..{len(self.memory_mb) - 1}")
         if index in self.measured:
             raise PepppError(f"configuration {index} was already observed")
-        if not np.isfinite(error):
-            raise PepppError(f"error {error!r} of configuration {index} is not finite")
+        if not (_is_number(error) and math.isfinite(error)):
+            raise PepppError(f"error {error!r} of configuration {index} is not a finite number")
         self.measured.append(index)
         self.errors.append(float(error))
 
     def estimate(self) -> Estimate:
-        """Every configuration's estimated error (measured ones: their measured error)."""
+        """Every configuration's estimated error and its std (measured ones: the measurement, std 0),
+        with the model's own prediction and std alongside (`Estimate`)."""
         if not self.measured:
             raise PepppError("nothing is measured yet; observe at least one configuration first")
-        predicted, std = self._predict()
+        predicted, predicted_std = self._predict()
+        predicted_std = np.minimum(predicted_std, MAX_ERROR_STD)  # NaN (unknown) stays NaN
         error = predicted.copy()
         error[self.measured] = self.errors
-        if std is not None:
-            std = std.copy()
-            std[self.measured] = 0.0
-        return Estimate(error=error, predicted=predicted, std=std)
+        std = predicted_std.copy()
+        std[self.measured] = 0.0
+        return Estimate(error=error, predicted=predicted, std=std, predicted_std=predicted_std)
 
     @abstractmethod
     def _propose(self, k: int) -> Sequence[int]:
         """The next k picks among `self.affordable()`."""
 
     @abstractmethod
-    def _predict(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Predicted error (and std, or None) of every configuration from the observations so far."""
+    def _predict(self) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted error of every configuration from the observations so far, and its standard
+        deviation (NaN where the method cannot tell)."""
 
 
-class ActiveMethod(ABC):
-    """An active-sampling method. Lifecycle: construct with keyword parameters -> `fit(E)` on a complete
-    meta-training error matrix (datasets x configurations) -> `session(...)` per new dataset.
+class ActiveMethod(Params, ABC):
+    """An active-sampling method. Lifecycle (scikit-learn's): construct with keyword parameters (stored
+    as given, nothing else) -> `fit(E)` on a complete meta-training error matrix (datasets x
+    configurations) validates the parameters and the matrix and learns (fitted attributes end in `_`)
+    -> `session(...)` per new dataset. `fit_embedded` is `fit` for a caller that has embedded the matrix
+    already (the active-search flows). `get_params`, `clone` and `repr` come from `peppp._params.Params`.
 
     `sequential` says whether the method adapts to each measurement (the evaluation then proposes one
     configuration at a time) or designs all n up front (the evaluation asks for n at once, as the paper).
@@ -115,12 +135,26 @@ class ActiveMethod(ABC):
     sequential: bool = False
 
     def fit(self, error: np.ndarray) -> ActiveMethod:
-        error = np.asarray(error, dtype=float)
-        if error.ndim != 2 or not np.isfinite(error).all():
-            raise PepppError("the meta-training error matrix must be 2-D and fully observed (complete it first)")
+        """Learn from a complete meta-training error matrix (datasets x configurations); returns self."""
+        error = _meta_matrix(error)
         self._fit(error)
         self.n_configs_ = error.shape[1]
         return self
+
+    def fit_embedded(
+        self, embeddings: np.ndarray, *, noise_std: float | None = None, error: np.ndarray | None = None
+    ) -> ActiveMethod:
+        """`fit` from a meta-training matrix that is embedded already (`peppp.active.embed_meta_matrix`).
+
+        embeddings: its configuration embeddings (k x m); noise_std: the error noise its rank-k model
+        leaves unexplained (None: unknown); error: the complete matrix they came from, or None where
+        the caller kept only the embeddings. A method that needs no more than the embeddings and the
+        noise level overrides this to take them as they are (no second SVD, the very same numbers);
+        any other fits on `error`.
+        """
+        if error is None:
+            raise PepppError(f"method {self.name!r} needs the completed meta-training matrix, not only its embeddings")
+        return self.fit(error)
 
     def session(
         self,
@@ -130,14 +164,40 @@ class ActiveMethod(ABC):
         budget_mb: float | None = None,
         seed: int = 0,
     ) -> Session:
+        """A new dataset's search: `memory_mb` of every configuration on it, `candidates` the mask of
+        those that may be proposed (None: all), `budget_mb` the most all measurements may use together."""
         if not hasattr(self, "n_configs_"):
             raise PepppError(f"method {self.name!r} is not fitted; call fit(meta-training matrix) first")
-        if len(memory_mb) != self.n_configs_:
-            raise PepppError(f"memory has {len(memory_mb)} configurations but the meta-training matrix has {self.n_configs_}")
+        try:
+            memory_mb = np.asarray(memory_mb, dtype=float)
+        except (TypeError, ValueError):
+            raise PepppError("memory_mb must hold numbers, one per configuration") from None
+        if memory_mb.shape != (self.n_configs_,):
+            raise PepppError(
+                f"memory_mb has shape {memory_mb.shape} but the meta-training matrix has {self.n_configs_} configurations"
+            )
+        if not np.all(np.isfinite(memory_mb) & (memory_mb > 0)):
+            raise PepppError("memory_mb must be finite and positive, one value (MB) per configuration")
         return self._session(memory_mb=memory_mb, candidates=candidates, budget_mb=budget_mb, seed=seed)
 
     @abstractmethod
-    def _fit(self, error: np.ndarray) -> None: ...
+    def _fit(self, error: np.ndarray) -> None:
+        """Learn from the validated, complete matrix; store fitted attributes (ending in `_`)."""
 
     @abstractmethod
-    def _session(self, *, memory_mb, candidates, budget_mb, seed) -> Session: ...
+    def _session(self, *, memory_mb, candidates, budget_mb, seed) -> Session:
+        """The method's `Session` for one new dataset (arguments as `session` takes them, validated)."""
+
+
+def _meta_matrix(error) -> np.ndarray:
+    try:
+        error = np.asarray(error, dtype=float)
+    except (TypeError, ValueError):
+        raise PepppError("the meta-training error matrix must be numeric") from None
+    if error.ndim != 2 or 0 in error.shape or not np.isfinite(error).all():
+        raise PepppError("the meta-training error matrix must be 2-D, non-empty and fully observed (complete it first)")
+    return error
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import PAPER_DIR
 from peppp.cli import main
+from peppp.methods import DEFAULT_METHOD
 
 ERROR = str(PAPER_DIR / "error.csv")
 MEMORY = str(PAPER_DIR / "memory_mb.csv")
@@ -24,9 +25,9 @@ def test_json_output_on_the_paper_matrix(capsys):
 
 
 def test_table_output(capsys):
-    assert main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--exclude", "deca-08", "--n", "5"]) == 0
+    assert main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--exclude", "deca-08", "--method", "ed", "--n", "5"]) == 0
     out = capsys.readouterr().out
-    assert "regret" in out and "87 folds" in out
+    assert out.startswith("method ed, rank 5") and "regret" in out and "87 folds" in out
 
 
 def write(tmp_path, name, frame):
@@ -123,3 +124,14 @@ def test_compare_bad_names_are_one_line_and_exit_2(capsys, small, compare, messa
     args = ["--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m), "--rank", "2",
             "--n", "3", "--compare", compare]
     assert message in run_bad(capsys, args)
+
+
+def test_the_default_method_is_peppps_default(capsys, small):
+    tmp_path, e, m = small
+    base = ["evaluate", "--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m),
+            "--rank", "2", "--n", "3", "--json"]
+    assert main(base) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["method"] == DEFAULT_METHOD
+    assert main([*base, "--method", DEFAULT_METHOD]) == 0
+    assert json.loads(capsys.readouterr().out)["regret"] == default["regret"]
