@@ -60,7 +60,9 @@ class _DropBadInput(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, PepppError):
             return False
-        return "PepppError(" not in record.getMessage()
+        message = record.getMessage()
+        # a flow's own report ("... PepppError(...)") and a task's ("... exception PepppError: ...")
+        return "PepppError(" not in message and "exception PepppError:" not in message
 
 
 def check_prefect_api(timeout_s: float = 3.0) -> None:

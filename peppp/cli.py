@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="peppp",
         description="Pick the low-precision training format: estimate the (memory, error) Pareto frontier.",
     )
+    from peppp import __version__
+
+    parser.add_argument("--version", action="version", version=f"peppp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)

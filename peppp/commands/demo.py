@@ -48,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"registered {name} version {version}; its frontier:")
     print(format_frontier(search.frontier))
-    print(f"\nrecommendation {summary.recommendation}")
+    if args.budget is None:
+        n = len(search.frontier.points)
+        print(f"\nbudget: {summary.budget_mb:g} MB, the median memory of {search.dataset}'s {n} configurations "
+              "(so about half of them fit); pass --budget MB for your own")
+    print(f"recommendation {summary.recommendation}")
+    print("  (best of the configurations that fit: the least estimated error among them; 'truly best with "
+          "probability' is how sure that pick is, given the estimates' stds)")
     print(f"\nbrowse the runs, the frontier artifacts and the registered model:\n  {mlflow_ui_command(uri)}")
     print(f"  peppp frontier --name {name} --budget {summary.budget_mb:g} --tracking-uri {shlex.quote(uri)}")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_text(registered, recommendation, *, every: bool) -> str:
+    from peppp.commands._tables import frontier_table
+
     frontier = registered.frontier
     aliases = f" ({', '.join(registered.aliases)})" if registered.aliases else ""
     lines = [
@@ -31,18 +33,8 @@ def format_text(registered, recommendation, *, every: bool) -> str:
         f"meta-experiment {frontier.meta_experiment}" + (f", method {frontier.method}" if frontier.method else ""),
         f"{frontier.n_measured} of {len(frontier.points)} configurations measured, "
         f"{len(frontier.pareto())} on the frontier, created {frontier.created_at}",
-        f"{'memory_mb':>10}  {'error':>6}  {'± std':>7}  {'source':<9}  {'':1} config",
     ]
-    table = frontier.to_pandas()
-    if not every:
-        table = table[table["on_frontier"]]
-    for row in table.itertuples():
-        std = "" if row.error_std != row.error_std else f"{row.error_std:.4f}"  # NaN: unknown
-        mark = " " if row.on_frontier else "x"
-        source = "measured" if row.measured else "estimated"
-        lines.append(f"{row.memory_mb:>10.2f}  {row.error:>6.4f}  {std:>7}  {source:<9}  {mark:1} {row.config}")
-    if every:
-        lines.append("x: dominated")
+    lines.append(frontier_table(frontier, every=every))
     if recommendation is not None:
         lines.append(str(recommendation))
     return "\n".join(lines)

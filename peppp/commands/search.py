@@ -39,16 +39,10 @@ def check_existing_experiment(name: str, tracking_uri: str | None) -> None:
 
 
 def format_frontier(frontier, *, every: bool = False) -> str:
-    """The frontier as a table: memory, error, its std, where it came from, configuration."""
-    lines = [f"{'memory_mb':>10}  {'error':>6}  {'± std':>7}  {'source':<9}  config"]
-    table = frontier.to_pandas()
-    if not every:
-        table = table[table["on_frontier"]]
-    for row in table.itertuples():
-        std = "" if row.error_std != row.error_std else f"{row.error_std:.4f}"  # NaN: unknown
-        source = "measured" if row.measured else "estimated"
-        lines.append(f"{row.memory_mb:>10.3f}  {row.error:>6.4f}  {std:>7}  {source:<9}  {row.config}")
-    return "\n".join(lines)
+    """The frontier as a table (see `peppp.commands._tables.frontier_table`)."""
+    from peppp.commands._tables import frontier_table
+
+    return frontier_table(frontier, every=every)
 
 
 def run(args: argparse.Namespace) -> int:

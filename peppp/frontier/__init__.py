@@ -16,7 +16,7 @@ from peppp.frontier._schema import (
     SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
 )
-from peppp.frontier._value import Frontier, Recommendation
+from peppp.frontier._value import Frontier, Recommendation, mb_decimals
 
 __all__ = [
     "ARTIFACT_FILES",
@@ -25,4 +25,5 @@ __all__ = [
     "Frontier",
     "FrontierPoint",
     "Recommendation",
+    "mb_decimals",
 ]

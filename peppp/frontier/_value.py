@@ -57,9 +57,11 @@ class Recommendation:
         p = self.point
         source = "measured" if p.measured else "estimated"
         std = "" if p.error_std is None else f" ± {p.error_std:.4f}"
+        d = mb_decimals([p.memory_mb] + ([] if self.runner_up is None else [self.runner_up.memory_mb]))
+        within = "the only configuration" if self.candidates == 1 else f"best of the {self.candidates} configurations"
         text = (
-            f"within {self.budget_mb:g} MB: {p.config} ({p.memory_mb:.1f} MB), "
-            f"error {p.error:.4f}{std} ({source}), best of {self.candidates}"
+            f"within {self.budget_mb:g} MB: {p.config} ({p.memory_mb:.{d}f} MB), "
+            f"error {p.error:.4f}{std} ({source}), {within} that fit"
         )
         if self.probability_best is not None:
             text += (
@@ -67,8 +69,19 @@ class Recommendation:
                 f" (expected regret {self.expected_regret:.4f})"
             )
         if self.runner_up is not None:
-            text += f"; runner-up {self.runner_up.config} (error {self.runner_up.error:.4f})"
+            text += (f"; runner-up {self.runner_up.config} ({self.runner_up.memory_mb:.{d}f} MB, "
+                     f"error {self.runner_up.error:.4f})")
         return text
+
+
+def mb_decimals(values: Sequence[float], *, least: int = 2, most: int = 6) -> int:
+    """How many decimals print these memory figures so that different values never look the same
+    (at least `least`, at most `most`)."""
+    distinct = sorted(set(float(v) for v in values))
+    for d in range(least, most + 1):
+        if len({f"{v:.{d}f}" for v in distinct}) == len(distinct):
+            return d
+    return most
 
 
 @dataclass(frozen=True)
