@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -216,6 +216,7 @@ def loocv(
     cap: str | float | None = None,
     meta_sample: str | MetaSample = "full",
     seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> EvaluationResult:
     """Meta leave-one-dataset-out evaluation of an active-sampling `method` over labelled matrices.
 
@@ -223,7 +224,7 @@ def loocv(
     embed the configurations by SVD (`rank` components), drop configurations above the memory `cap`,
     pick `n` configurations with the active-sampling `method` (a `peppp.methods` name, peppp's default
     unless told), estimate the row from their true errors and score the estimate. Fold `i` uses seed
-    `seed + i`, so results are reproducible.
+    `seed + i`, so results are reproducible. `progress(done, total, dataset)` is called after each fold.
     """
     error, memory = validate_matrices(error, memory, complete=True)
     if method not in METHODS:
@@ -267,5 +268,7 @@ def loocv(
                                  candidates=candidates_all[i], memory_scale=memory_scale)
             measured = tuple(str(error.columns[j]) for j in picks)
             result.folds.append(FoldResult(dataset=str(name), n=n_i, measured=measured, **metrics))
+        if progress is not None:
+            progress(i + 1, n_rows, str(name))
     result.seconds = time.perf_counter() - start
     return result

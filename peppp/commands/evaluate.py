@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from peppp.errors import PepppError
+
+# The methods' names and the default n, written out so that the parser (built for every command) loads
+# no numpy; tests/commands/test_evaluate_cmd.py checks them against peppp.methods.METHODS.
+METHOD_NAMES = ("adaptive", "convex-a", "convex-d", "convex-e", "ed", "ed-cost", "qr", "random")
+DEFAULT_N = (3, 5, 8, 10, 15)
 
 NAME = "evaluate"
 HELP = "leave-one-dataset-out evaluation of a method on an error and a memory matrix (CSV)"
@@ -35,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default="", metavar="NAMES", help="comma-separated datasets to drop (the paper drops deca-08)")
     # Resolved in `run`: naming DEFAULT_METHOD here would import peppp.methods (numpy, scipy) for every command.
     parser.add_argument(
-        "--method", default=None, help="active-sampling method, such as ed, the paper's ED-MF (default: peppp.methods.DEFAULT_METHOD)"
+        "--method", default=None,
+        help=f"active-sampling method: {', '.join(METHOD_NAMES)} (default adaptive, peppp's; ed is the paper's ED-MF)",
     )
     parser.add_argument(
         "--compare",
@@ -45,13 +52,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate several methods in the same folds and print one table of regret and HyperDiff per n "
         "(e.g. ed,random,adaptive); replaces --method",
     )
-    parser.add_argument("--n", type=_int_list, default=[3, 5, 8, 10, 15], metavar="N,N,...", help="numbers of measurements")
+    parser.add_argument("--n", type=_int_list, default=list(DEFAULT_N), metavar="N,N,...",
+                        help=f"numbers of measurements per held-out dataset (default {','.join(map(str, DEFAULT_N))})")
     parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
     # The paper's six settings: --meta-sample full, uniform:0.2 or nonuniform:0.2, each with --cap none or median.
     parser.add_argument("--cap", default="none", help="memory cap: none, median or a number of MB")
     parser.add_argument("--meta-sample", default="full", help="full, uniform:<fraction> or nonuniform:<fraction>")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="also write folds.csv (dataset, method, n, regret, hyperdiff per fold) and regret.png "
+                        "(mean regret against n per method, with standard errors) into DIR")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+CAPTION = (
+    "regret: for each memory budget on the true frontier, the true error of the recommended configuration\n"
+    "  minus the best true error within that budget, averaged over budgets and held-out datasets;\n"
+    "HyperDiff: the paper's |hypervolume(estimated frontier) - hypervolume(true frontier)|;\n"
+    "both lower is better; ± one standard error over the held-out datasets (folds)."
+)
 
 
 def format_table(result) -> str:
@@ -87,7 +107,91 @@ def format_comparison(results) -> str:
         hyperdiff = "".join(f"{t.loc[n, 'hyperdiff']:>{width}.4f}" for t in tables)
         lines.append(f"{n:>6} {regret}   {hyperdiff}")
     lines.append(f"{'s/fold':>6} " + "".join(f"{r.seconds / folds:>{width}.3f}" for r in results))
+    if len(results) > 1:
+        lines += ["", f"paired differences against {names[0]} (same folds; negative: better than {names[0]}), "
+                      "mean ± standard error", f"{'n':>6} " + "".join(
+                          f"{name + ' regret':>26}{name + ' hyperdiff':>26}" for name in names[1:])]
+        for n, row in paired_differences(results).groupby("n", sort=False):
+            cells = "".join(f"{_pm(r.regret_diff, r.regret_se):>26}{_pm(r.hyperdiff_diff, r.hyperdiff_se):>26}"
+                            for r in row.itertuples())
+            lines.append(f"{n:>6} {cells}")
     return "\n".join(lines)
+
+
+def _pm(mean: float, se: float) -> str:
+    return f"{mean:+.4f} ± {se:.4f}"
+
+
+def paired_differences(results):
+    """Per n and method (after the first): mean over folds of (method - first) regret and HyperDiff,
+    with standard errors of those paired differences."""
+    import numpy as np
+    import pandas as pd
+
+    base = results[0].to_frame().set_index(["dataset", "n"])
+    rows = []
+    for r in results[1:]:
+        other = r.to_frame().set_index(["dataset", "n"]).loc[base.index]
+        for n in results[0].n:
+            rows_n = base.index.get_level_values("n") == n
+            out = {"n": n, "method": r.method}
+            for metric in ("regret", "hyperdiff"):
+                diff = (other[metric] - base[metric]).to_numpy()[rows_n]
+                out[f"{metric}_diff"] = float(diff.mean())
+                out[f"{metric}_se"] = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def write_outputs(results, out_dir) -> list:
+    """folds.csv and regret.png into `out_dir` (made if missing)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from peppp._io import atomic_write_text
+
+    frames = []
+    for r in results:
+        frame = r.to_frame()[["dataset", "n", "regret", "hyperdiff"]]
+        frame.insert(1, "method", r.method)
+        frames.append(frame)
+    folds = pd.concat(frames, ignore_index=True)
+    csv = atomic_write_text(out_dir / "folds.csv", folds.to_csv(index=False))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        table = r.summary()
+        ax.errorbar(table.index, table["regret"], yerr=table["regret_se"], marker="o", capsize=3, label=r.method)
+    first = results[0]
+    ax.set_xlabel("n (configurations measured on the held-out dataset)")
+    ax.set_ylabel("mean budget regret (lower is better)")
+    ax.set_title(f"leave-one-dataset-out, rank {first.rank}, cap {first.cap or 'none'}, "
+                 f"meta-sample {first.meta_sample}; bars: ±1 standard error", fontsize=9)
+    ax.set_xticks(list(first.n))
+    ax.grid(True, color="#e6e6e6")
+    ax.legend()
+    fig.tight_layout()
+    png = out_dir / "regret.png"
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return [csv, png]
+
+
+def _writable_dir(text: str):
+    """The --out folder, made if missing; one line where it cannot be written (before any work)."""
+    from pathlib import Path
+
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".peppp-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise PepppError(f"--out {text!r} cannot be written: {exc.strerror or exc}") from None
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
     from peppp.evaluate import load_matrices, loocv
     from peppp.methods import DEFAULT_METHOD, METHODS
 
+    out_dir = None if args.out is None else _writable_dir(args.out)
     exclude = [name.strip() for name in args.exclude.split(",") if name.strip()]
     error, memory = load_matrices(args.error, args.memory, exclude=exclude)
     if args.rank < 1:
@@ -104,14 +209,35 @@ def run(args: argparse.Namespace) -> int:
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise PepppError(f"unknown method {unknown[0]!r}; choose one of {', '.join(sorted(METHODS))}")
-    results = [
-        loocv(error, memory, method=name, n=args.n, rank=args.rank, cap=args.cap, meta_sample=args.meta_sample, seed=args.seed)
-        for name in methods
-    ]
+    from tqdm import tqdm
+
+    bars = []  # made at the first finished fold: input that fails checks prints its one line alone
+    results = []
+    try:
+        for name in methods:
+            def step(done, total, dataset, name=name):
+                if not bars:
+                    bars.append(tqdm(total=len(error) * len(methods), desc="evaluate", unit="fold", file=sys.stderr,
+                                     disable=args.no_progress, dynamic_ncols=True))
+                bars[0].set_postfix_str(f"{name}: {dataset}", refresh=False)
+                bars[0].update()
+
+            results.append(loocv(error, memory, method=name, n=args.n, rank=args.rank, cap=args.cap,
+                                 meta_sample=args.meta_sample, seed=args.seed, progress=step))
+    finally:
+        for bar in bars:
+            bar.close()
+    if out_dir is not None:
+        written = write_outputs(results, out_dir)
     if args.compare is None:
-        print(results[0].to_json() if args.json else format_table(results[0]))
+        print(results[0].to_json() if args.json else format_table(results[0]) + "\n" + CAPTION)
     elif args.json:
-        print(json.dumps({"methods": methods, "results": [r.to_json_dict() for r in results]}))
+        payload = {"methods": methods, "results": [r.to_json_dict() for r in results]}
+        if len(results) > 1:
+            payload["paired_differences"] = paired_differences(results).to_dict(orient="records")
+        print(json.dumps(payload))
     else:
-        print(format_comparison(results))
+        print(format_comparison(results) + "\n\n" + CAPTION)
+    if out_dir is not None and not args.json:
+        print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -135,3 +135,44 @@ def test_the_default_method_is_peppps_default(capsys, small):
     assert default["method"] == DEFAULT_METHOD
     assert main([*base, "--method", DEFAULT_METHOD]) == 0
     assert json.loads(capsys.readouterr().out)["regret"] == default["regret"]
+
+
+def test_help_names_every_method_and_the_default_n():
+    """The parser spells the names out (no numpy for every command): they must stay the registry's."""
+    from peppp.commands.evaluate import DEFAULT_N, METHOD_NAMES
+    from peppp.evaluate import loocv
+    from peppp.methods import METHODS
+
+    assert list(METHOD_NAMES) == sorted(METHODS)
+    import inspect
+
+    assert tuple(inspect.signature(loocv).parameters["n"].default) == DEFAULT_N
+
+
+def test_compare_prints_paired_differences_a_caption_and_writes_folds_and_a_plot(capsys, tmp_path):
+    out_dir = tmp_path / "out" / "here"
+    code = main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--exclude", "deca-08", "--compare", "ed,random",
+                 "--n", "3,5", "--out", str(out_dir), "--no-progress"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "paired differences against ed" in text and "lower is better" in text
+    folds = pd.read_csv(out_dir / "folds.csv")
+    assert list(folds.columns) == ["dataset", "method", "n", "regret", "hyperdiff"] and len(folds) == 87 * 2 * 2
+    assert (out_dir / "regret.png").read_bytes()[:4] == b"\x89PNG"
+    # the printed paired difference is the mean over the folds of random minus ed, in the same folds
+    wide = folds.pivot_table(index=["dataset", "n"], columns="method", values="regret")
+    diff = (wide["random"] - wide["ed"]).groupby("n").agg(["mean", "std", "count"])
+    mean, se = diff.loc[3, "mean"], diff.loc[3, "std"] / np.sqrt(diff.loc[3, "count"])
+    line = next(line for line in text.splitlines() if line.strip().startswith("3 ") and "±" in line)
+    assert f"{mean:+.4f} ± {se:.4f}" in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--out", "/proc/no/such/dir"], "--out '/proc/no/such/dir' cannot be written"),
+     (["--compare", "ed,nosuch"], "unknown method 'nosuch'")],
+)
+def test_bad_out_or_method_is_one_line_before_any_work(extra, message, capsys):
+    assert main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
