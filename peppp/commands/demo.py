@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     print("  (best of the configurations that fit: the least estimated error among them; 'truly best with "
           "probability' is how sure that pick is, given the estimates' stds)")
     print(f"\nbrowse the runs, the frontier artifacts and the registered model:\n  {mlflow_ui_command(uri)}")
+    print("  then open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow's model-training "
+          "pages; its default GenAI view hides parameters and metrics)")
     print(f"  peppp frontier --name {name} --budget {summary.budget_mb:g} --tracking-uri {shlex.quote(uri)}")
     print(f"\ndone in {time.perf_counter() - start:.0f} s")
     return 0

@@ -251,7 +251,9 @@ def run_link(experiment: str, run_id: str, *, tracking_uri: str | None = None) -
     """Where a person finds a run in MLflow's UI: its URL on a server, else how to open it."""
     client = connect(tracking_uri, create=False)
     found = client.get_experiment_by_name(experiment)
-    page = f"#/experiments/{found.experiment_id if found else '?'}/runs/{run_id}"
+    # MLflow 3's UI opens on its GenAI views unless told: the query asks for the model-training pages
+    # (description, parameters, metrics, artifacts)
+    page = f"#/experiments/{found.experiment_id if found else '?'}/runs/{run_id}?workflowType=machine_learning"
     if uri_scheme(client.tracking_uri) in HTTP_SCHEMES:
         return f"{client.tracking_uri.rstrip('/')}/{page}"
     return (f"run `{run_id}` of experiment `{experiment}`: `mlflow ui --backend-store-uri {client.tracking_uri}`, "
