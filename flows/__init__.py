@@ -36,14 +36,20 @@ def __getattr__(name: str):
 
 
 def prepare_cli_environment() -> None:
-    """Settings for running a flow from the `peppp` command: no analytics, Prefect's own logs at WARNING
-    (a progress bar shows the work), and no traceback for bad input (the command prints it in one line).
+    """Settings for running a flow from the `peppp` command: no analytics, run logs to the Prefect server
+    but only warnings on the terminal (a progress bar shows the work), and no traceback for bad input
+    (the command prints it in one line).
 
     Explicit environment settings win. Call before the first import of prefect for the environment to
     take effect.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The run loggers' INFO lines (planned, skipped, trained, registered) go to the Prefect server, where
+    # a run's page shows them; the terminal gets warnings and errors only (a progress bar shows the work).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "WARNING")
     # The ephemeral server's 20 s start-up limit is too tight on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # The flow and task run loggers report the exception that ended a run, traceback included.

@@ -168,7 +168,9 @@ def finished_task(experiment: str, tracking_uri: str) -> dict[str, set[int]]:
 def summarise_task(run_id: str, experiment: str, datasets: list[str], configs: list[str], recipe: str,
                    totals: dict, tracking_uri: str) -> bool:
     """The sweep's counts as metrics of its parent run, and the matrices of its grid as artifacts."""
-    from peppp.tracking import log_sweep_summary
+    from peppp.tracking import log_params, log_sweep_summary
 
+    log_params(run_id, {"experiment": experiment, "recipe": recipe, "datasets": len(datasets),
+                        "configurations": len(configs)}, tracking_uri=tracking_uri)
     return log_sweep_summary(run_id, experiment=experiment, datasets=datasets, configs=configs, recipe=recipe,
                              counts=totals, tracking_uri=tracking_uri)
