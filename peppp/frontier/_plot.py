@@ -84,8 +84,14 @@ def figure(frontier: Frontier, *, budget_mb: float | None = None, dpi: int = 120
                 markerfacecolor="none", markeredgecolor=green, markeredgewidth=1.6, zorder=5)
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
                               markeredgecolor=green, label=f"pick: {pick.config}"))
-    if memory.max() / memory.min() > 8:
+    if memory.max() / memory.min() > 4:  # a wide range (fp32 beside 4-bit formats) would crowd the frontier
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("log")
+        # plain numbers (2, 3, 5, 10, 20 ...) rather than 2x10^0
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) else ""))
     ax.set_xlabel("training memory (MB)")
     ax.set_ylabel("test error (1 - top-1 accuracy)")
     ax.set_title(
