@@ -61,7 +61,7 @@ def test_parse_format_ignores_case_and_spaces():
         ("fixed40.8", ["fixed40.8", "word length 40", "2..24"]),
         ("block1", ["block1", "word length 1", "2..23"]),
         ("block8@2", ["block8@2", "dimension 2"]),
-        ("fp16", ["'fp16'", "eXmY", "fixedW.F", "blockW", "fp32"]),
+        ("fp17", ["'fp17'", "eXmY", "fixedW.F", "blockW", "mxfp4.e2m1", "fp32"]),
         ("e4", ["'e4'", "eXmY"]),
         ("", ["''", "eXmY"]),
     ],
