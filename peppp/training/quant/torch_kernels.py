@@ -182,3 +182,92 @@ def block_quantize(
     top = float(2 ** (wl - 1) - 1)
     n = (lower + (u < (y - lower)).double()).clamp(-top, top)
     return (n * step).float()
+
+
+def _pow2(exponent: torch.Tensor) -> torch.Tensor:
+    """2^exponent exactly, as float64, for integer exponents in -1022..1023 (int64 tensor)."""
+    return ((exponent + 1023) << 52).view(torch.float64)
+
+
+def element_round(
+    y: torch.Tensor,
+    *,
+    man: int,
+    emin: int,
+    max_value: float,
+    min_value: float,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """float64 `y` rounded onto a hardware element format's grid (see `formats.ElementFormat`), in float64.
+
+    The spacing at |y| is 2^(max(floor(log2 |y|), emin) - man); y / spacing is exact in float64, so
+    nearest (torch.round: half to even) and stochastic (floor, then up with probability equal to the
+    fraction) are exact. Then clamped to [min_value, max_value]: saturation, and NaN stays NaN.
+    """
+    e = ((y.view(torch.int64) >> 52) & 0x7FF) - 1023  # floor(log2 |y|): y is never a float64 subnormal here
+    step = _pow2(e.clamp_(min=emin, max=1023 + man) - man)
+    t = y / step
+    if rounding == "nearest":
+        t = torch.round(t)
+    else:
+        lower = torch.floor(t)
+        u = torch.rand(y.shape, dtype=torch.float64, device=y.device, generator=generator)
+        t = lower + (u < (t - lower)).to(torch.float64)
+    return t.mul_(step).clamp_(min_value, max_value)
+
+
+def hardware_float_quantize(
+    x: torch.Tensor,
+    *,
+    man: int,
+    emin: int,
+    max_value: float,
+    min_value: float,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """`x` (float32) rounded to a hardware float (fp8, bf16, fp16): half to even or stochastic, saturating."""
+    x = _as_float32(x)
+    q = element_round(x.double(), man=man, emin=emin, max_value=max_value, min_value=min_value,
+                      rounding=rounding, generator=generator)
+    return q.float()
+
+
+def mx_quantize(
+    x: torch.Tensor,
+    *,
+    man: int,
+    emin: int,
+    emax: int,
+    max_value: float,
+    min_value: float,
+    block: int = 32,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """`x` (float32) in an OCP MX format: blocks of `block` along the last dimension (a shorter tail),
+    scale 2^s with s = floor(log2 max|v|) - emax clamped to -127..127 (NaN left out of the maximum and
+    infinities counted as float32's largest, so they saturate; a block of zeros gets -127), each value
+    the element rounding of v / 2^s, times 2^s."""
+    x = _as_float32(x)
+    if x.numel() == 0:
+        return x.clone()
+    shape = x.shape
+    last = shape[-1] if x.dim() > 0 else 1
+    rows = x.reshape(-1, last)
+    pad = (-last) % block
+    if pad:
+        rows = torch.nn.functional.pad(rows, (0, pad))
+    blocks = rows.reshape(rows.shape[0], -1, block)
+    amax = torch.nan_to_num(blocks.abs(), nan=0.0).amax(dim=-1, keepdim=True)  # and inf as float32's largest
+    # floor(log2) of a float32 is its exponent field - 127; subnormals and 0 clamp to -127 anyway
+    e_field = (amax.view(torch.int32) >> 23).long()
+    shared = (e_field - 127 - emax).clamp_(-127, 127)
+    y = blocks.double() * _pow2(-shared)
+    q = element_round(y, man=man, emin=emin, max_value=max_value, min_value=min_value,
+                      rounding=rounding, generator=generator)
+    out = q.mul_(_pow2(shared)).float().reshape(rows.shape)
+    if pad:
+        out = out[:, :last]
+    return out.reshape(shape).contiguous()
