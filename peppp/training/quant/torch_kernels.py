@@ -186,6 +186,8 @@ def block_quantize(
 
 def _pow2(exponent: torch.Tensor) -> torch.Tensor:
     """2^exponent exactly as float32, for integer exponents in -149..127 (int32 tensor; subnormals too)."""
+    if exponent.numel() == 0 or int(exponent.min()) >= -126:  # the common case: one pass, not six
+        return torch.bitwise_left_shift(exponent + 127, 23).view(torch.float32)
     normal = torch.bitwise_left_shift(exponent.clamp(min=-126) + 127, 23)
     subnormal = torch.bitwise_left_shift(torch.ones_like(exponent), (exponent + 149).clamp(0, 22))
     return torch.where(exponent >= -126, normal, subnormal).view(torch.float32)
