@@ -4,8 +4,8 @@ qtorch's OptimLP quantizes every parameter's gradient, master weight (accumulato
 momentum one tensor at a time: four quantizer calls per parameter plus torch's SGD, about 250 kernel
 launches per step for ResNet-18 on a GPU. Here all parameters live in one flat float32 buffer each
 (weights, master weights, gradients, momenta; the model's parameters and their `.grad` are views into
-them), and a step is one fused Triton kernel on CUDA (float and fixed formats) or a handful of whole-buffer
-operations elsewhere (block formats, CPU tensors).
+them), and a step is one fused Triton kernel on CUDA (float, fixed and hardware float formats) or a handful
+of whole-buffer operations elsewhere (block and MX formats, quantized per parameter; CPU tensors).
 
 The step, as OptimLP over torch.optim.SGD (dampening 0, no Nesterov):
 

@@ -12,7 +12,7 @@ reproduces it, while qtorch's float and block stochastic rounding cannot be seed
 
 The hardware and MX formats are not qtorch's: their nearest rounding is IEEE half-to-even, saturating
 (NaN stays NaN), checked bit for bit against ml_dtypes (and torchao's MX reference); `fast` runs the
-pure-torch kernels on the CPU (exact in float64) and Triton kernels on CUDA tensors, and `qtorch` has
+pure-torch kernels on the CPU (exact in float32) and Triton kernels on CUDA tensors, and `qtorch` has
 none (it is refused).
 """
 
