@@ -71,3 +71,18 @@ def test_write_report(tmp_path):
     assert [p.name for p in paths] == ["formats.csv", "families.csv", "best_picks.csv", "report.png"]
     assert paths[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mxfp4.e2m1" in paths[0].read_text()
+
+
+def test_points_from_a_registered_frontier():
+    from peppp.frontier import Frontier, FrontierPoint
+    from peppp.report import points_from_frontier
+
+    frontier = Frontier(dataset="d", meta_experiment="m", points=(
+        FrontierPoint(config="mxfp4.e2m1/bf16", memory_mb=1.1, error=0.2, error_std=0.01, measured=False),
+        FrontierPoint(config="fp8.e4m3/fp16", memory_mb=2.0, error=0.1, error_std=None, measured=True),
+    ))
+    points = points_from_frontier(frontier)
+    assert points.source == "registered" and points.configs == ("mxfp4.e2m1/bf16", "fp8.e4m3/fp16")
+    report = format_report([points], budgets_mb=[1.5, 3])
+    f = report.formats.set_index(["role", "format"])
+    assert f.loc[("low", "fp8.e4m3"), "on frontier"] == 1 and list(f.loc[("low", "fp8.e4m3"), ["best@1.5MB", "best@3MB"]]) == [0, 1]

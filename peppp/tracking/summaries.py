@@ -61,7 +61,8 @@ def experiment_report(
     tracking_uri: str | None = None,
 ):
     """The format report (`peppp.report.format_report`) of `experiment`'s measured meta cells
-    (`rebuild_matrices`) and/or the registered frontiers named in `frontiers` (registered model names)."""
+    (`rebuild_matrices`) and/or the registered frontiers named in `frontiers` (registered model names,
+    their `champion` alias); a registered frontier stands in for its dataset's measured cells."""
     from peppp.registry import load_registered_frontier
     from peppp.report import format_report, points_from_frontier, points_from_matrices
 
@@ -70,7 +71,7 @@ def experiment_report(
         error, memory = rebuild_matrices(experiment, recipe=recipe, tracking_uri=tracking_uri)
         points = points_from_matrices(error, memory)
     for name in frontiers:
-        frontier = load_registered_frontier(name, tracking_uri=tracking_uri)
+        frontier = load_registered_frontier(name, tracking_uri=tracking_uri).frontier
         points = [p for p in points if p.dataset != frontier.dataset] + [points_from_frontier(frontier)]
     return format_report(points, budgets_mb=budgets_mb)
 

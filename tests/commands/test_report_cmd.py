@@ -63,3 +63,24 @@ def test_bad_input_is_one_line(modern, capsys, args, message):
     assert main(["report", *args, "--tracking-uri", modern]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err, err
+
+
+def test_report_with_a_registered_frontier(modern, capsys):
+    from peppp.frontier import Frontier, FrontierPoint
+    from peppp.registry import register_frontier
+    from peppp.tracking import end_run, start_parent_run
+
+    frontier = Frontier(dataset="c", meta_experiment="modern", points=(
+        FrontierPoint(config="mxfp6.e3m2/bf16", memory_mb=6.0, error=0.01, error_std=0.01, measured=False),
+        FrontierPoint(config="mxfp4.e2m1/bf16", memory_mb=4.0, error=0.3, error_std=0.01, measured=False),
+    ))
+    run_id = start_parent_run("modern", kind="frontier", tracking_uri=modern)
+    name, _ = register_frontier(frontier, run_id=run_id, tracking_uri=modern)
+    end_run(run_id, tracking_uri=modern)
+    argv = ["report", "--experiment", "modern", "--budgets", "7", "--no-log", "--tracking-uri", modern]
+    assert main(argv + ["--frontier", name]) == 0
+    out = capsys.readouterr().out
+    assert "3 datasets" in out and "mxfp6.e3m2" in out
+    assert main(argv + ["--frontier", name, "--frontiers-only"]) == 0
+    out = capsys.readouterr().out
+    assert "1 datasets" in out and "mxint8" not in out
