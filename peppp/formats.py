@@ -242,7 +242,9 @@ class MXFormat(NumberFormat):
     2^s, s = floor(log2(max |v| in the block)) - emax(element) clamped to -127..127; each value is
     stored as the element format's saturating rounding of v / 2^s. NaN is left out of the maximum (and
     stays NaN), an infinity counts as float32's largest value (and saturates). Stored bits: the
-    element's plus 8 per 32 values (4.25 for `mxfp4.e2m1`)."""
+    element's plus 8 per 32 values (4.25 for `mxfp4.e2m1`). Where the last dimension is short (a 3x3
+    convolution's weights, an 8-pixel-wide activation) the simulated blocks are that short and so finer
+    than the memory model's 32; hardware that blocks along the reduction dimension would differ there."""
 
     name: str
 
