@@ -3,6 +3,7 @@
 - `meta_train`: datasets x configurations -> training tasks -> cell runs (resumable).
 - `active_search`: a new dataset -> rounds of design, training, logging, re-estimation -> frontier.
 - `register_frontier_flow`: rebuild from the store, complete, frontier, register (no training).
+- `format_report_flow`: which formats are on an experiment's frontiers, best pick per budget (no training).
 - `demo`: the main job on embedded defaults (a small meta-dataset, a search, a registered frontier).
 
 The flows are imported lazily, so that `prepare_cli_environment` can set Prefect's environment before
@@ -23,8 +24,10 @@ _FLOWS = {
     "active_search": "flows.active_search",
     "register_frontier_flow": "flows.register_frontier",
     "demo": "flows.demo",
+    "format_report_flow": "flows.format_report",
 }
-__all__ = ["active_search", "check_prefect_api", "demo", "meta_train", "prepare_cli_environment", "register_frontier_flow"]
+__all__ = ["active_search", "check_prefect_api", "demo", "format_report_flow", "meta_train", "prepare_cli_environment",
+           "register_frontier_flow"]
 
 
 def __getattr__(name: str):

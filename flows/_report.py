@@ -60,3 +60,27 @@ def frontier_page(*, dataset: str, name: str, version: int, alias: str, frontier
         lines.append(f"| {point.memory_mb:.4f} | {pick.point.config} | {pick.point.error:.4f} | {sure} |")
     create_markdown_artifact(key=artifact_key("frontier", dataset), markdown="\n".join(lines),
                              description=f"{name} version {version}")
+
+
+def report_page(*, experiment: str, report, run_link: str) -> None:
+    """A markdown artifact of a format report: the per-format and per-family tables, the MLflow run."""
+
+    def markdown(frame) -> list[str]:
+        header = [str(c) for c in frame.columns]
+        rows = [[f"{v:g}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+    lines = [
+        f"# Number formats on the frontiers of `{experiment}` ({len(report.datasets)} datasets)",
+        "",
+        "`on frontier`: datasets whose Pareto frontier (memory, error) holds a configuration with the format in "
+        "that role; `best@B`: datasets where it is in the least-error configuration within B MB.",
+        "",
+        *markdown(report.formats),
+        "",
+        *markdown(report.families),
+        "",
+        f"MLflow run (formats.csv, families.csv, best_picks.csv, report.png): {run_link}",
+    ]
+    create_markdown_artifact(key=artifact_key("format-report", experiment), markdown="\n".join(lines),
+                             description=f"format report of MLflow experiment `{experiment}`")

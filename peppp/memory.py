@@ -3,7 +3,9 @@
     memory_mb = (b_low * (P + 2A) + b_high * (2P + B*C*H*W + 2*B*K)) / (8 * 1024**2)
 
 The low format pays for the weights (P) and the activations with their gradients (2A); the high format
-for momentum and master weights (2P), the input and the logits with their gradient. torch is imported
+for momentum and master weights (2P), the input and the logits with their gradient. b is what a value
+stores (`NumberFormat.bits`): an MX format's element bits plus its 8-bit scale per 32 values (4.25 for
+mxfp4.e2m1). torch is imported
 only to count a built model (`count_model`); a network by name is counted where the networks live
 (`peppp.training.networks.network_counts`). The formula itself is plain arithmetic.
 """

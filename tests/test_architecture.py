@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peppp.frontier",
         "peppp.active",
         "peppp.plots",
+        "peppp.report",
     ),
     "training": ("peppp.training",),
     "store": ("peppp.tracking", "peppp.registry"),

@@ -61,7 +61,7 @@ def test_parse_format_ignores_case_and_spaces():
         ("fixed40.8", ["fixed40.8", "word length 40", "2..24"]),
         ("block1", ["block1", "word length 1", "2..23"]),
         ("block8@2", ["block8@2", "dimension 2"]),
-        ("fp16", ["'fp16'", "eXmY", "fixedW.F", "blockW", "fp32"]),
+        ("fp17", ["'fp17'", "eXmY", "fixedW.F", "blockW", "mxfp4.e2m1", "fp32"]),
         ("e4", ["'e4'", "eXmY"]),
         ("", ["''", "eXmY"]),
     ],
@@ -195,3 +195,48 @@ def test_numpy_integers_become_plain_ints():
     assert type(BlockFormat(np.int64(8), np.int64(0)).dim) is int
     with pytest.raises(PepppError):
         BlockFormat(8, True)
+
+
+HARDWARE_AND_MX = ["fp8.e4m3", "fp8.e5m2", "bf16", "fp16", "mxfp8.e4m3", "mxfp8.e5m2", "mxfp6.e2m3", "mxfp6.e3m2",
+                   "mxfp4.e2m1", "mxint8"]
+
+
+@pytest.mark.parametrize("text", HARDWARE_AND_MX)
+def test_hardware_and_mx_formats_round_trip(text):
+    fmt = parse_format(text.upper())
+    assert str(fmt) == text and parse_format(str(fmt)) == fmt
+
+
+def test_hardware_and_mx_bits_and_families():
+    from peppp.formats import ELEMENT_FORMATS, MX_BLOCK, MX_SCALE_BITS
+
+    bits = {t: parse_format(t).bits for t in HARDWARE_AND_MX}
+    assert bits == {"fp8.e4m3": 8, "fp8.e5m2": 8, "bf16": 16, "fp16": 16, "mxfp8.e4m3": 8.25, "mxfp8.e5m2": 8.25,
+                    "mxfp6.e2m3": 6.25, "mxfp6.e3m2": 6.25, "mxfp4.e2m1": 4.25, "mxint8": 8.25}
+    assert MX_BLOCK == 32 and MX_SCALE_BITS == 8
+    assert {parse_format(t).family for t in HARDWARE_AND_MX} == {"fp8", "fp16/bf16", "mx"}
+    # the element formats' largest values follow from their fields (E4M3: S.1111.110 = 448)
+    for name, el in ELEMENT_FORMATS.items():
+        if name != "int8":
+            assert el.max_value == pytest.approx(2.0**el.emax * (2 - 2.0 ** -el.man) - (2.0 ** (el.emax - el.man) if name == "e4m3" else 0))
+
+
+def test_configurations_and_grids_mix_every_family():
+    cfg = parse_config("mxfp4.e2m1/bf16")
+    assert str(cfg) == "mxfp4.e2m1/bf16" and cfg.low_bits == 4.25
+    grid = parse_grid("mxint8,e4m3,fixed8.6 x fp16,e8m7")
+    assert [str(c) for c in grid][:2] == ["mxint8/fp16", "mxint8/e8m7"] and len(grid) == 6
+    modern = parse_grid("modern")
+    assert len(modern) == 16 and {str(c.high) for c in modern} == {"bf16", "fp16"}
+    assert {str(c.low) for c in modern} == {"fp8.e4m3", "fp8.e5m2", *HARDWARE_AND_MX[4:]}
+    assert parse_grid(" Modern ") == modern
+
+
+@pytest.mark.parametrize("text", ["mxfp5", "fp8.e4m4", "mxfp4.e2m1/", "/bf16", "mxfp4.e2m1/bf16/fp16"])
+def test_bad_hardware_names_list_the_families(text):
+    with pytest.raises(PepppError) as info:
+        parse_config(text)
+    message = str(info.value)
+    assert "\n" not in message and repr(text) in message
+    for family in ("eXmY", "fixedW.F", "blockW", "fp8.e4m3", "bf16", "mxfp4.e2m1", "mxint8", "fp32"):
+        assert family in message

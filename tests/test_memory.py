@@ -200,3 +200,13 @@ def test_numpy_integers_from_tables_are_accepted():
     k, px = np.int64(10), np.int64(32)
     counts = network_counts("resnet18", classes=k, input_shape=(3, px, px))
     assert model_memory_mb("e4m3/e7m9", counts, classes=k, input_shape=(3, px, px)) == resnet18_memory_mb("e4m3/e7m9", classes=10, image=32)
+
+
+def test_mx_formats_count_the_shared_scale():
+    """Element bits plus 8 per 32 values: mxfp4.e2m1 stores 4.25 bits a value, between e2m1 (4) and e2m2 (5)."""
+    sizes = {c: resnet18_memory_mb(c, classes=10, image=32, batch=32) for c in ("e2m1/e8m7", "mxfp4.e2m1/bf16", "e2m2/e8m7")}
+    assert sizes["e2m1/e8m7"] < sizes["mxfp4.e2m1/bf16"] < sizes["e2m2/e8m7"]
+    counts = resnet18_counts(classes=10, image=32, batch=32)
+    low = counts.params + 2 * counts.activations
+    assert sizes["mxfp4.e2m1/bf16"] - sizes["e2m1/e8m7"] == pytest.approx(0.25 * low / 8 / 2**20, rel=1e-12)
+    assert parse_config("mxint8/fp16").low_bits == 8.25 and parse_config("fp8.e4m3/bf16").low_bits == 8

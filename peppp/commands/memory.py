@@ -10,7 +10,7 @@ HELP = "analytic training memory (MB) of a precision configuration for a network
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="precision configuration LOW/HIGH, e.g. e4m3/e7m9, or fp32")
+    parser.add_argument("--config", required=True, help="precision configuration LOW/HIGH, e.g. e4m3/e7m9, mxfp4.e2m1/bf16, or fp32")
     parser.add_argument("--net", default="resnet18", help="network name (default resnet18)")
     parser.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     parser.add_argument("--image", type=int, default=32, help="image side in pixels (default 32)")

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--tasks", type=int, metavar="N", help="the first N offline tasks of the built-in list")
     parser.add_argument(
         "--configs", required=True, metavar="GRID",
-        help="configurations: a list (e3m1/e6m7,e5m3/e8m11,fp32), a product 'e3m1,e4m3 x e6m7,e8m11' or 'paper'",
+        help="configurations: a list (e3m1/e6m7,e5m3/e8m11,fp32), a product 'e3m1,e4m3 x e6m7,e8m11', 'paper' or 'modern' (FP8 and MX low x bf16, fp16 high)",
     )
     parser.add_argument("--recipe", default="cpu", help="training recipe preset: paper, cpu (default) or tiny")
     parser.add_argument("--seeds", type=_int_list, default=[0], metavar="S,S,...", help="seeds (default 0)")

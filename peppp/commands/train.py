@@ -11,7 +11,7 @@ HELP = "train one dataset under one precision configuration; print test error, m
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset name, e.g. digits, fashion-mnist[0,2,4,6], npz:/path.npz")
-    parser.add_argument("--config", required=True, help="precision configuration low/high, e.g. e4m3/e7m9, or fp32")
+    parser.add_argument("--config", required=True, help="precision configuration low/high, e.g. e4m3/e7m9, mxfp4.e2m1/bf16, fp8.e4m3/bf16, or fp32")
     parser.add_argument("--net", default=None, help="network (default: the recipe's)")
     parser.add_argument("--recipe", default="cpu", help="training recipe preset (default: cpu)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

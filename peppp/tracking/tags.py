@@ -29,3 +29,4 @@ METRIC_SECONDS = "train_seconds"
 METRIC_LOSS = "final_loss"
 
 KIND_SWEEP, KIND_ROUND, KIND_IMPORT, KIND_FRONTIER = "sweep", "round", "import", "frontier"
+KIND_REPORT = "report"  # a chip designer's report on an experiment's formats (peppp report)

@@ -4,8 +4,8 @@ qtorch's OptimLP quantizes every parameter's gradient, master weight (accumulato
 momentum one tensor at a time: four quantizer calls per parameter plus torch's SGD, about 250 kernel
 launches per step for ResNet-18 on a GPU. Here all parameters live in one flat float32 buffer each
 (weights, master weights, gradients, momenta; the model's parameters and their `.grad` are views into
-them), and a step is one fused Triton kernel on CUDA (float and fixed formats) or a handful of whole-buffer
-operations elsewhere (block formats, CPU tensors).
+them), and a step is one fused Triton kernel on CUDA (float, fixed and hardware float formats) or a handful
+of whole-buffer operations elsewhere (block and MX formats, quantized per parameter; CPU tensors).
 
 The step, as OptimLP over torch.optim.SGD (dampening 0, no Nesterov):
 
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 
 from peppp.errors import PepppError
-from peppp.formats import BlockFormat, FixedFormat, FloatFormat, FP32Format, NumberFormat
+from peppp.formats import BlockFormat, FixedFormat, FloatFormat, FP32Format, HardwareFloatFormat, MXFormat, NumberFormat
 from peppp.training.quant import quantize_function, triton_kernels
 
 
@@ -34,6 +34,9 @@ def _elementwise_spec(fmt: NumberFormat) -> triton_kernels.ElementwiseSpec | Non
         return triton_kernels.ElementwiseSpec.float_(fmt.exp, fmt.man)
     if isinstance(fmt, FixedFormat):
         return triton_kernels.ElementwiseSpec.fixed(fmt.wl, fmt.fl)
+    if isinstance(fmt, HardwareFloatFormat):
+        el = fmt.element
+        return triton_kernels.ElementwiseSpec.element(el.man, el.emin, el.max_value, el.min_value)
     if isinstance(fmt, FP32Format):
         return triton_kernels.ElementwiseSpec.identity()
     return None  # block formats need a per-parameter maximum first
@@ -107,7 +110,7 @@ class LowPrecisionSGD(torch.optim.Optimizer):
         if fused is None:
             fused = can_fuse and device.type == "cuda"
         elif fused and not can_fuse:
-            raise PepppError("the fused step needs Triton, backend 'fast' and float or fixed formats")
+            raise PepppError("the fused step needs Triton, backend 'fast' and float, fixed or hardware float (fp8, bf16, fp16) formats")
         self.fused = fused
         self._specs = (low_spec, high_spec)
         if not fused:
@@ -148,7 +151,8 @@ class LowPrecisionSGD(torch.optim.Optimizer):
             p.grad = view
 
     def _quantize_flat(self, fn, fmt: NumberFormat, flat: torch.Tensor) -> None:
-        if isinstance(fmt, BlockFormat):  # a shared exponent per parameter, as OptimLP's per-tensor calls
+        # a shared exponent per parameter, as OptimLP's per-tensor calls; MX blocks along each one's last dimension
+        if isinstance(fmt, (BlockFormat, MXFormat)):
             for p, (o, n) in zip(self._params, self._slices):
                 flat[o : o + n].copy_(fn(flat[o : o + n].view_as(p)).reshape(-1))
         else:

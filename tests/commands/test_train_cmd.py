@@ -53,3 +53,19 @@ def test_cells_per_gpu_without_a_gpu_is_one_line(capsys, tmp_path, monkeypatch):
     assert main([*args, "--cells-per-gpu", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--cells-per-gpu 4 trains on GPUs" in err, err
+
+
+@pytest.mark.parametrize("config", ["mxfp4.e2m1/bf16", "fp8.e4m3/bf16", "mxint8/fp16"])
+def test_hardware_formats_train(config, capsys):
+    assert main(["train", "--dataset", "digits[0-4]", "--config", config, "--recipe", "tiny", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["config"] == config and 0 <= out["error"] <= 1 and out["memory_mb"] > 0
+
+
+@pytest.mark.parametrize("config, bad", [("mxfp5", "'mxfp5'"), ("fp8.e4m4", "'fp8.e4m4'"), ("mxfp4.e2m1/", "'mxfp4.e2m1/'")])
+def test_bad_format_names_list_the_families(config, bad, capsys):
+    assert main(["train", "--dataset", "digits", "--config", config, "--recipe", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and bad in err, err
+    for family in ("eXmY", "fixedW.F", "blockW", "fp8.e4m3", "bf16", "fp16", "mxfp4.e2m1", "mxint8", "fp32"):
+        assert family in err, err

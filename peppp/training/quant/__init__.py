@@ -1,4 +1,5 @@
-"""Quantize float32 tensors to simulated low-precision formats (float eXmY, fixed point, block float).
+"""Quantize float32 tensors to simulated low-precision formats (float eXmY, fixed point, block float,
+the hardware floats fp8/bf16/fp16 and the OCP MX block-scaled formats).
 
 Backends: `fast` (default) runs the C++ float kernels (AVX-512, AVX2 or scalar, JIT-built once) on
 CPU tensors, Triton kernels (one launch per tensor, `triton_kernels`) on CUDA tensors where Triton is
@@ -8,6 +9,11 @@ qtorch's quirks included (see float_kernel.cpp), except eXm23 and block wl=23 wh
 by -1 (undefined behaviour) and flips signs;
 stochastic rounding of `fast` and `torch` draws from torch's generator, so `torch.manual_seed`
 reproduces it, while qtorch's float and block stochastic rounding cannot be seeded.
+
+The hardware and MX formats are not qtorch's: their nearest rounding is IEEE half-to-even, saturating
+(NaN stays NaN), checked bit for bit against ml_dtypes (and torchao's MX reference); `fast` runs the
+pure-torch kernels on the CPU (exact in float32) and Triton kernels on CUDA tensors, and `qtorch` has
+none (it is refused).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from peppp.formats import (
     FixedFormat,
     FloatFormat,
     FP32Format,
+    HardwareFloatFormat,
+    MXFormat,
     NumberFormat,
     parse_format,
 )
@@ -99,13 +107,15 @@ class _TritonCall:
     draw (or a host synchronisation) per call.
     """
 
-    def __new__(cls, spec, stochastic, seed, block=None):
+    def __new__(cls, spec, stochastic, seed, block=None, mx_emax=None):
         if not triton_kernels.AVAILABLE:
             return None
         return super().__new__(cls)
 
-    def __init__(self, spec, stochastic: bool, seed: int | None, block: tuple[int, int] | None = None):
+    def __init__(self, spec, stochastic: bool, seed: int | None, block: tuple[int, int] | None = None,
+                 mx_emax: int | None = None):
         self.spec, self.stochastic, self.seed, self.block = spec, stochastic, seed, block
+        self.mx_emax = mx_emax
         self.base: int | None = None
         self.calls = 0
 
@@ -120,6 +130,8 @@ class _TritonCall:
         return triton_kernels.next_seed(self.base, self.calls)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mx_emax is not None:
+            return triton_kernels.mx_quantize(x, self.spec, self.mx_emax, stochastic=self.stochastic, seed=self._next_seed())
         if self.block is None:
             return triton_kernels.elementwise_quantize(x, self.spec, stochastic=self.stochastic, seed=self._next_seed())
         wl, dim = self.block
@@ -190,12 +202,34 @@ def _block_fn(wl: int, dim: int, rounding: str, backend: str, seed: int | None) 
     return fn
 
 
+def _element_fn(fmt: HardwareFloatFormat | MXFormat, rounding: str, backend: str, seed: int | None) -> QuantizeFn:
+    if backend == "qtorch":
+        raise PepppError(f"qtorch has no {fmt} (its formats are eXmY, fixed and block point); use backend 'fast' or 'torch'")
+    el = fmt.element
+    mx = isinstance(fmt, MXFormat)
+    stochastic = rounding == "stochastic"
+    spec = triton_kernels.ElementwiseSpec.element(el.man, el.emin, el.max_value, el.min_value)
+    gpu = _TritonCall(spec, stochastic, seed, mx_emax=el.emax if mx else None) if backend == "fast" else None
+    numbers = {"man": el.man, "emin": el.emin, "max_value": el.max_value, "min_value": el.min_value}
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        if gpu is not None and x.is_cuda:
+            return gpu(x)
+        generator = _generator(seed, x.device)
+        if mx:
+            return torch_kernels.mx_quantize(x, emax=el.emax, rounding=rounding, generator=generator, **numbers)
+        return torch_kernels.hardware_float_quantize(x, rounding=rounding, generator=generator, **numbers)
+
+    return fn
+
+
 def quantize_function(
     fmt: NumberFormat | str, *, rounding: str = "stochastic", backend: str = "fast", seed: int | None = None
 ) -> QuantizeFn:
     """A tensor -> tensor function quantizing to `fmt`, with format and backend resolved once.
 
-    `fmt` is a format or its written form (`e5m2`, `fixed8.6`, `block8@0`, `fp32`); `FP32` gives the
+    `fmt` is a format or its written form (`e5m2`, `fixed8.6`, `block8@0`, `fp8.e4m3`, `mxfp4.e2m1`,
+    `fp32`); MX blocks run along the tensor's last dimension; `FP32` gives the
     identity. `seed` fixes the stochastic draws of every call to the same seed (for
     tests); None draws a fresh seed from torch's default generator on each call.
     """
@@ -211,8 +245,12 @@ def quantize_function(
         inner = _fixed_fn(fmt.wl, fmt.fl, rounding, backend, seed)
     elif isinstance(fmt, BlockFormat):
         inner = _block_fn(fmt.wl, fmt.dim, rounding, backend, seed)
+    elif isinstance(fmt, (HardwareFloatFormat, MXFormat)):
+        inner = _element_fn(fmt, rounding, backend, seed)
     else:
-        raise PepppError(f"cannot quantize to {fmt!r}; expected a FloatFormat, FixedFormat, BlockFormat or FP32")
+        raise PepppError(
+            f"cannot quantize to {fmt!r}; expected a FloatFormat, FixedFormat, BlockFormat, HardwareFloatFormat, MXFormat or FP32"
+        )
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         _check_tensor(x)

@@ -182,3 +182,101 @@ def block_quantize(
     top = float(2 ** (wl - 1) - 1)
     n = (lower + (u < (y - lower)).double()).clamp(-top, top)
     return (n * step).float()
+
+
+def _pow2(exponent: torch.Tensor) -> torch.Tensor:
+    """2^exponent exactly as float32, for integer exponents in -149..127 (int32 tensor; subnormals too)."""
+    if exponent.numel() == 0 or int(exponent.min()) >= -126:  # the common case: one pass, not six
+        return torch.bitwise_left_shift(exponent + 127, 23).view(torch.float32)
+    normal = torch.bitwise_left_shift(exponent.clamp(min=-126) + 127, 23)
+    subnormal = torch.bitwise_left_shift(torch.ones_like(exponent), (exponent + 149).clamp(0, 22))
+    return torch.where(exponent >= -126, normal, subnormal).view(torch.float32)
+
+
+def element_round(
+    y: torch.Tensor,
+    *,
+    man: int,
+    emin: int,
+    max_value: float,
+    min_value: float,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """float32 `y` rounded onto a hardware element format's grid (see `formats.ElementFormat`).
+
+    The spacing at |y| is 2^(max(floor(log2 |y|), emin) - man), at least 2^-133 (bf16's), a float32;
+    y / spacing (a division, so a subnormal spacing stays exact) is below 2^(man+1) and exact, so nearest
+    (torch.round: half to even) and stochastic (floor, then up with probability equal to the fraction,
+    from 24 random bits) are exact, as is the product back. Then clamped to [min_value, max_value]:
+    saturation, and NaN stays NaN.
+    """
+    e = ((y.view(torch.int32) >> 23) & 0xFF) - 127  # floor(log2 |y|); float32 subnormals give -127, below any emin
+    step = _pow2(e.clamp_(min=emin, max=127 + man).sub_(man))
+    t = y / step
+    if rounding == "nearest":
+        t = torch.round(t)
+    else:
+        lower = torch.floor(t)
+        u = torch.rand(y.shape, dtype=torch.float32, device=y.device, generator=generator)
+        t = lower.add_((u < t.sub_(lower)).to(torch.float32))
+    return t.mul_(step).clamp_(min_value, max_value)
+
+
+def hardware_float_quantize(
+    x: torch.Tensor,
+    *,
+    man: int,
+    emin: int,
+    max_value: float,
+    min_value: float,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """`x` (float32) rounded to a hardware float (fp8, bf16, fp16): half to even or stochastic, saturating."""
+    x = _as_float32(x)
+    return element_round(x, man=man, emin=emin, max_value=max_value, min_value=min_value,
+                         rounding=rounding, generator=generator)
+
+
+def mx_quantize(
+    x: torch.Tensor,
+    *,
+    man: int,
+    emin: int,
+    emax: int,
+    max_value: float,
+    min_value: float,
+    block: int = 32,
+    rounding: str = "nearest",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """`x` (float32) in an OCP MX format: blocks of `block` along the last dimension (a shorter tail),
+    scale 2^s with s = floor(log2 max|v|) - emax clamped to -127..127 (NaN left out of the maximum and
+    infinities counted as float32's largest, so they saturate; a block of zeros gets -127), each value
+    the element rounding of v / 2^s, times 2^s.
+
+    In float32 throughout: v * 2^-s is exact wherever it matters (a product that underflows is far below
+    the element's smallest value and rounds to a signed zero either way), and so is the product back,
+    since every element value times 2^s is at least 2^-136."""
+    x = _as_float32(x)
+    if x.numel() == 0:
+        return x.clone()
+    shape = x.shape
+    last = shape[-1] if x.dim() > 0 else 1
+    rows = x.reshape(-1, last)
+    width = min(block, last)  # a last dimension of at most 32 is one (tail) block per row: no padding
+    pad = (-last) % width
+    if pad:
+        rows = torch.nn.functional.pad(rows, (0, pad))
+    blocks = rows.reshape(rows.shape[0], -1, width)
+    amax = torch.nan_to_num(blocks.abs(), nan=0.0).amax(dim=-1, keepdim=True)  # and inf as float32's largest
+    # floor(log2) of a float32 is its exponent field - 127; subnormals and 0 clamp to -127 anyway
+    shared = ((amax.view(torch.int32) >> 23) - (127 + emax)).clamp_(-127, 127)
+    y = blocks / _pow2(shared)
+    q = element_round(y, man=man, emin=emin, max_value=max_value, min_value=min_value,
+                      rounding=rounding, generator=generator)
+    out = q.mul_(_pow2(shared)).reshape(rows.shape)
+    if pad:
+        out = out[:, :last]
+    return out.reshape(shape).contiguous()

@@ -8,6 +8,9 @@ without a GPU). Semantics are those of `torch_kernels` (and so of qtorch 0.3.0):
   (x - lower) / spacing, from 32 random bits per value.
 - fixed point: nearbyint(x * 2^fl + r - 0.5) * 2^-fl clamped (r = 0.5 for nearest), as qtorch.
 - block floating point: qtorch's nearest bit for bit; stochastic exact on the block's grid to 2^-53.
+- hardware floats (fp8, bf16, fp16) and MX elements: IEEE half-to-even or stochastic on the element's
+  grid, exact in float64, saturating (NaN stays NaN), as `torch_kernels.element_round`; MX computes each
+  block's E8M0 scale from its 32 values in the same launch.
 
 Random bits come from Philox (`tl.randint4x`) keyed by a 64-bit seed per call and the element's index,
 so a seed drawn from torch's generator reproduces a run. The format's bits are compile-time constants
@@ -41,7 +44,9 @@ _SEED_HIGH = 1 << 62  # every drawn seed >= 2^62: always an int64 argument, neve
 # A step counter read on the device mixes into the seed by this odd multiplier (< 2^63: an int64 constant).
 _COUNTER_MIX = 0x5851F42D4C957F2D
 
-FAM_FLOAT, FAM_FIXED, FAM_IDENTITY = 0, 1, 3
+FAM_FLOAT, FAM_FIXED, FAM_ELEMENT, FAM_IDENTITY = 0, 1, 2, 3
+MX_BLOCK = 32
+MX_BLOCKS_PER_PROGRAM = 32
 
 
 def interpreted() -> bool:
@@ -71,6 +76,11 @@ class ElementwiseSpec:
         lo = -(2.0 ** (wl - fl - 1))
         hi = -lo - 2.0**-fl
         return ElementwiseSpec(FAM_FIXED, (2.0**fl, 2.0**-fl, lo, hi, 0, 0, 0.0))
+
+    @staticmethod
+    def element(man: int, emin: int, max_value: float, min_value: float) -> "ElementwiseSpec":
+        """A hardware element format (see `formats.ElementFormat`)."""
+        return ElementwiseSpec(FAM_ELEMENT, (man, emin, float(max_value), float(min_value), 0, 0, 0.0))
 
     @staticmethod
     def identity() -> "ElementwiseSpec":
@@ -171,12 +181,39 @@ if AVAILABLE:
         return tl.where(out > HI, HI, out)
 
     @triton.jit
+    def _element_round(y, r, STOCH: tl.constexpr, MAN: tl.constexpr, EMIN: tl.constexpr, MAXV: tl.constexpr,
+                       MINV: tl.constexpr):
+        """float64 y onto the element grid (spacing 2^(max(floor(log2|y|), EMIN) - MAN)), clamped: exact in float64."""
+        e = ((y.to(tl.int64, bitcast=True) >> 52) & 0x7FF) - 1023
+        e = tl.minimum(tl.maximum(e, EMIN), 1023 + MAN)
+        step = ((e + (1023 - MAN)) << 52).to(tl.float64, bitcast=True)
+        t = y / step
+        if STOCH:
+            lower = tl.floor(t)
+            u = (r.to(tl.int64) & 0xFFFFFFFF).to(tl.float64) * 2.3283064365386963e-10
+            t = lower + tl.where(u < (t - lower), 1.0, 0.0)
+        else:
+            # round half to even: exact through the 1.5 * 2^52 trick below 2^51 (|t| < 2^(MAN+1) but for inf)
+            rounded = tl.where(tl.abs(t) < 2251799813685248.0, (t + 6755399441055744.0) - 6755399441055744.0, t)
+            t = tl.where(rounded == 0.0, t * 0.0, rounded)  # -0.3 rounds to -0, as IEEE
+        out = t * step
+        out = tl.where(out < MINV, MINV, out)  # comparisons keep NaN
+        return tl.where(out > MAXV, MAXV, out)
+
+    @triton.jit
+    def _element_q(x, r, STOCH: tl.constexpr, MAN: tl.constexpr, EMIN: tl.constexpr, MAXV: tl.constexpr,
+                   MINV: tl.constexpr):
+        return _element_round(x.to(tl.float64), r, STOCH, MAN, EMIN, MAXV, MINV).to(tl.float32)
+
+    @triton.jit
     def _q(x, r, STOCH: tl.constexpr, FAM: tl.constexpr, P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr,
            P3: tl.constexpr, P4: tl.constexpr, P5: tl.constexpr, P6: tl.constexpr):
         if FAM == 0:
             y = _float_q(x, r, STOCH, P0, P1, P2, P3, P4, P5, P6)
         elif FAM == 1:
             y = _fixed_q(x, r, STOCH, P0, P1, P2, P3)
+        elif FAM == 2:
+            y = _element_q(x, r, STOCH, P0, P1, P2, P3)
         else:
             y = x
         return y
@@ -232,6 +269,31 @@ if AVAILABLE:
             over = (qb & 0x7F800000) > mb
             out = tl.where(over, (qb ^ (qb & 0x7FFFFFFF)) | mb | MAX_MAN, qb).to(tl.float32, bitcast=True)
         tl.store(out_ptr + offs, out, mask=m)
+
+    @triton.jit(do_not_specialize=["seed"])
+    def _mx_kernel(x_ptr, out_ptr, n_blocks, blocks_per_row, row_len, seed, counter_ptr, NB: tl.constexpr,
+                   MXB: tl.constexpr, STOCH: tl.constexpr, HAS_COUNTER: tl.constexpr, EMAX: tl.constexpr,
+                   MAN: tl.constexpr, EMIN: tl.constexpr, MAXV: tl.constexpr, MINV: tl.constexpr):
+        """NB MX blocks per program: each block's scale from its own values, then its elements."""
+        b = tl.program_id(0) * NB + tl.arange(0, NB)
+        row = b // blocks_per_row
+        col = (b % blocks_per_row)[:, None] * MXB + tl.arange(0, MXB)[None, :]
+        m = (b < n_blocks)[:, None] & (col < row_len)
+        offs = row[:, None] * row_len + col
+        x = tl.load(x_ptr + offs, mask=m, other=0.0)
+        # NaN left out of the maximum, infinities counted as float32's largest (they then saturate)
+        amax = tl.max(tl.where(x == x, tl.minimum(tl.abs(x), 3.4028234663852886e38), 0.0), axis=1)
+        # floor(log2 amax) - EMAX from the float32 exponent field (a subnormal or 0 clamps to -127 anyway)
+        shared = ((amax.to(tl.int32, bitcast=True) >> 23) & 0xFF) - (127 + EMAX)
+        shared = tl.minimum(tl.maximum(shared, -127), 127).to(tl.int64)
+        down = ((1023 - shared) << 52).to(tl.float64, bitcast=True)
+        up = ((1023 + shared) << 52).to(tl.float64, bitcast=True)
+        if STOCH:
+            r = tl.randint(_seed_of(seed, counter_ptr, HAS_COUNTER), offs).to(tl.int32, bitcast=True)
+        else:
+            r = offs
+        q = _element_round(x.to(tl.float64) * down[:, None], r, STOCH, MAN, EMIN, MAXV, MINV) * up[:, None]
+        tl.store(out_ptr + offs, q.to(tl.float32), mask=m)
 
     @triton.jit(do_not_specialize=["seed", "lr", "wd", "mom", "gscale"])
     def _sgd_lp_kernel(w_ptr, acc_ptr, g_ptr, buf_ptr, n, seed, counter_ptr, lr, lr_ptr, wd, mom, gscale,
@@ -326,6 +388,29 @@ def float_quantize(x: torch.Tensor, exp: int, man: int, *, stochastic: bool, see
 def fixed_point_quantize(x: torch.Tensor, wl: int, fl: int, *, stochastic: bool, seed: int = 0) -> torch.Tensor:
     """`x` rounded to fixed point (wl bits, fl fractional), clamped to its range."""
     return elementwise_quantize(x, ElementwiseSpec.fixed(wl, fl), stochastic=stochastic, seed=seed)
+
+
+@_on_the_tensors_device
+def mx_quantize(x: torch.Tensor, spec: ElementwiseSpec, emax: int, *, stochastic: bool, seed: int = 0) -> torch.Tensor:
+    """`x` (float32) in an MX format whose element is `spec` (FAM_ELEMENT) with top exponent `emax`:
+    blocks of 32 along the last dimension, in one launch."""
+    if spec.fam != FAM_ELEMENT:
+        raise ValueError("MX elements are hardware element formats (ElementwiseSpec.element)")
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return out
+    row_len = x.shape[-1] if x.dim() > 0 else 1
+    blocks_per_row = (row_len + MX_BLOCK - 1) // MX_BLOCK
+    n_blocks = (n // row_len) * blocks_per_row
+    man, emin, max_value, min_value = spec.params[:4]
+    counter = active_counter() if stochastic else None
+    grid = ((n_blocks + MX_BLOCKS_PER_PROGRAM - 1) // MX_BLOCKS_PER_PROGRAM,)
+    _mx_kernel[grid](x, out, n_blocks, blocks_per_row, row_len, seed, x if counter is None else counter,
+                     NB=MX_BLOCKS_PER_PROGRAM, MXB=MX_BLOCK, STOCH=stochastic, HAS_COUNTER=counter is not None,
+                     EMAX=emax, MAN=man, EMIN=emin, MAXV=max_value, MINV=min_value, **_launch_options())
+    return out
 
 
 @_on_the_tensors_device
