@@ -318,3 +318,44 @@ def test_beats_ed_on_the_paper_matrix_side_by_side():
     ed = loocv(error, memory, method="ed", n=(5, 10), rank=5).summary()
     assert (ours["regret"] < ed["regret"]).all(), (ours["regret"], ed["regret"])
     assert ours.loc[10, "regret"] < 0.9 * ed.loc[10, "regret"]
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration of the std
+
+
+def test_std_scales_shrink_an_overwide_spread_and_widen_an_overnarrow_one():
+    from peppp.methods.adaptive._calibration import std_scales
+
+    E = low_rank_matrix(n_rows=40, m=20, k=2, noise=0.02, seed=4)
+    basis = RowMixture.from_matrix(E, rank=2)
+    memory = np.linspace(10.0, 200.0, 20)
+    candidates = np.ones(20, dtype=bool)
+    sizes = np.array([1, 3, 6])
+    wide = std_scales(basis.scaled(1.0, 16.0), memory, candidates, sizes, rows=15, seed=0)
+    narrow = std_scales(basis.scaled(0.05, 0.05), memory, candidates, sizes, rows=15, seed=0)
+    assert (wide < 0.8).all() and (narrow > 1.25).all()
+
+
+def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone():
+    E = low_rank_matrix(n_rows=31, m=25, k=2, noise=0.03, seed=7)
+    memory = np.linspace(10.0, 250.0, 25)
+    covered = {True: [], False: []}
+    for i in range(0, 31, 2):
+        runs = {}
+        for calibrate in (True, False):
+            method = Adaptive(rank=2, calibrate=calibrate).fit(np.delete(E, i, axis=0))
+            session = method.session(memory_mb=memory, seed=i)
+            for _ in range(4):
+                (j,) = session.propose(1)
+                session.observe(j, E[i, j])
+            est = session.estimate()
+            free = est.std > 0
+            covered[calibrate].append(np.mean(np.abs(E[i, free] - est.error[free]) <= est.std[free]))
+            runs[calibrate] = (list(session.measured), est.error, est.std)
+        assert runs[True][0] == runs[False][0]
+        np.testing.assert_array_equal(runs[True][1], runs[False][1])
+        assert not np.allclose(runs[True][2], runs[False][2])
+    target = 0.6827
+    assert abs(np.mean(covered[True]) - target) < abs(np.mean(covered[False]) - target)
+    assert abs(np.mean(covered[True]) - target) < 0.08
