@@ -359,3 +359,14 @@ def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone
     target = 0.6827
     assert abs(np.mean(covered[True]) - target) < abs(np.mean(covered[False]) - target)
     assert abs(np.mean(covered[True]) - target) < 0.08
+
+
+def test_std_scales_with_every_candidate_measured_is_one():
+    from peppp.methods.adaptive._calibration import std_scales
+
+    E = low_rank_matrix(n_rows=12, m=8, k=2, seed=1)
+    model = RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
+    candidates = np.zeros(8, dtype=bool)
+    candidates[:3] = True
+    scales = std_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5, seed=0)
+    assert scales[1] == 1.0 and scales[0] != 1.0

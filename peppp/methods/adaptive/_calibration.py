@@ -21,7 +21,8 @@ def std_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
     component plays the prior, the cells measured are the first n of one order (the prior's cheap
     screening gain over the memory budgets, the kind of cells the knowledge gradient measures first),
     and each unmeasured candidate's |true - mean| / std is collected per n. The principal directions and noise levels
-    stay those of all training rows (one SVD; a held-out row moves them little).
+    stay those of all training rows (one SVD; a held-out row moves them little). A size that leaves no
+    candidate unmeasured gets factor 1.
     """
     n_rows, m = model.rows.shape
     sizes = np.asarray(sizes, dtype=int)
@@ -41,5 +42,8 @@ def std_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
             mean, var, _ = nested.condition(measured, truth[measured]).moments()
             free = candidates.copy()
             free[measured] = False
+            if not free.any():
+                continue
             z[s].append(np.abs(truth[free] - mean[free]) / np.sqrt(np.maximum(var[free], 1e-300)))
-    return np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) for values in z])
+    # A size that leaves no candidate unmeasured has nothing to calibrate: factor 1.
+    return np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) if values else 1.0 for values in z])
