@@ -293,6 +293,8 @@ def test_a_dataset_like_a_training_one_is_recovered():
         (dict(rank=0), "rank 0 must be a positive integer"),
         (dict(kernel_scale=-1.0), "kernel_scale -1.0 must be positive"),
         (dict(noise_scale=0.0), "noise_scale 0.0 must be positive"),
+        (dict(calibration_rows=0), "calibration_rows 0 must be a positive integer"),
+        (dict(calibrate="yes"), "calibrate 'yes' must be True or False"),
     ],
 )
 def test_bad_parameters(kwargs, message):

@@ -140,6 +140,10 @@ class Adaptive(ActiveMethod):
             raise PepppError(f"kernel_scale {kernel_scale!r} must be positive (or None for Silverman's rule)")
         if not noise_scale > 0:
             raise PepppError(f"noise_scale {noise_scale!r} must be positive")
+        if not isinstance(calibrate, (bool, np.bool_)):
+            raise PepppError(f"calibrate {calibrate!r} must be True or False")
+        if isinstance(calibration_rows, bool) or not isinstance(calibration_rows, (int, np.integer)) or calibration_rows < 1:
+            raise PepppError(f"calibration_rows {calibration_rows!r} must be a positive integer")
         self.rank = rank
         self.kernel_scale = kernel_scale
         self.noise_scale = noise_scale
