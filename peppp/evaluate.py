@@ -1,8 +1,10 @@
 """Meta leave-one-dataset-out evaluation: how good is an estimated frontier from n measurements?
 
-Each dataset (row of the error matrix) is held out in turn; the method meta-trains on the other rows,
-picks n configurations of the held-out row to "train" (their true errors are revealed), estimates the
-rest, and is scored against the held-out row's true values with the metrics of METHOD.md.
+Each dataset (row of the error matrix) is held out in turn; the method meta-trains on the other rows
+(with `folds="groups"`, on the rows of other dataset groups only), picks n configurations of the
+held-out row to "train" (their true errors are revealed), estimates the rest, and is scored against the
+held-out row's true values with the metrics of METHOD.md, and on how far its stds and probabilities
+can be trusted (coverage, calibration error).
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import pandas as pd
 
 from peppp.completion import SoftImpute, sample_mask
 from peppp.errors import PepppError
+from peppp.frontier._uncertainty import probability_best_nested
 from peppp.matrices import read_matrix_csv, validate_matrices
 from peppp.methods import DEFAULT_METHOD, METHODS, get_method
-from peppp.pareto import budget_regret, convergence, hyperdiff
+from peppp.pareto import best_for_budget, budget_regret, convergence, hyperdiff, pareto_mask
 
 META_SAMPLE_SCHEMES = ("full", "uniform", "nonuniform")
+# How a held-out row's training rows are chosen: every other row, or the rows of other groups.
+FOLD_SCHEMES = ("datasets", "groups")
+# Equal-width bins of probability_best for the expected calibration error.
+CALIBRATION_BINS = 10
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,6 +115,9 @@ class FoldResult:
     best_error_found: float
     best_error: float
     memory_spent_fraction: float
+    coverage: float = math.nan
+    probability_best: tuple[float, ...] = ()
+    truly_best: tuple[bool, ...] = ()
 
 
 @dataclass
@@ -120,24 +130,53 @@ class EvaluationResult:
     cap: str | float | None
     meta_sample: str
     seed: int
+    fold_scheme: str = "datasets"
     folds: list[FoldResult] = field(default_factory=list)
     seconds: float = 0.0
 
-    METRICS = ("regret", "hyperdiff", "convergence", "completion_error", "best_error_found", "memory_spent_fraction")
+    METRICS = ("regret", "hyperdiff", "convergence", "completion_error", "best_error_found", "memory_spent_fraction",
+               "coverage", "calibration_error")
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (dataset, n) with every metric."""
+        """One row per (dataset, n) with every metric (the (budget) pairs of probability_best as tuples)."""
         return pd.DataFrame([asdict(f) for f in self.folds])
 
     def summary(self) -> pd.DataFrame:
-        """Mean over folds of every metric, one row per n, plus the standard error of regret and HyperDiff."""
+        """Mean over folds of every metric, one row per n, plus the standard error of regret and HyperDiff.
+
+        `coverage` is the mean over folds (NaN folds, where the method gave no std, left out);
+        `calibration_error` pools the (fold, budget) pairs of all folds at that n (`calibration_error`).
+        """
         frame = self.to_frame()
         grouped = frame.groupby("n")
-        table = grouped[list(self.METRICS)].mean()
+        table = grouped[[m for m in self.METRICS if m != "calibration_error"]].mean()
+        table["calibration_error"] = [
+            calibration_error(*self.calibration_pairs(n)) if n in grouped.groups else math.nan for n in table.index
+        ]
         table["regret_se"] = grouped["regret"].std(ddof=1) / np.sqrt(grouped.size())
         table["hyperdiff_se"] = grouped["hyperdiff"].std(ddof=1) / np.sqrt(grouped.size())
         table["folds"] = grouped.size()
         return table.loc[self.n]
+
+    def calibration_pairs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """probability_best of the recommendation and whether it was truly best, over all (fold, budget)
+        pairs at `n`."""
+        folds = [f for f in self.folds if f.n == n]
+        probability = np.array([p for f in folds for p in f.probability_best], dtype=float)
+        outcome = np.array([o for f in folds for o in f.truly_best], dtype=bool)
+        return probability, outcome
+
+    def reliability(self, n: int, *, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+        """Per equal-width bin of probability_best: its pairs, mean probability and share truly best."""
+        probability, outcome = self.calibration_pairs(n)
+        which = np.minimum((probability * bins).astype(int), bins - 1)
+        rows = []
+        for b in range(bins):
+            inside = which == b
+            rows.append({"lower": b / bins, "upper": (b + 1) / bins, "pairs": int(inside.sum()),
+                         "probability": float(probability[inside].mean()) if inside.any() else math.nan,
+                         "truly_best": float(outcome[inside].mean()) if inside.any() else math.nan})
+        return pd.DataFrame(rows)
 
     def to_json_dict(self) -> dict:
         """The CLI's `--json` object: lists aligned with `n`, means over folds."""
@@ -149,9 +188,10 @@ class EvaluationResult:
             "cap": self.cap,
             "meta_sample": self.meta_sample,
             "seed": self.seed,
+            "fold_scheme": self.fold_scheme,
         }
         for metric in self.METRICS:
-            out[metric] = [float(v) for v in table[metric]]
+            out[metric] = [None if math.isnan(v) else float(v) for v in table[metric]]
         out["folds"] = int(table["folds"].iloc[0])
         out["seconds"] = round(self.seconds, 3)
         return out
@@ -177,11 +217,58 @@ def meta_train_matrix(train: np.ndarray, train_memory: np.ndarray, *, meta_sampl
     return completer.completed_
 
 
+def calibration_error(probability: np.ndarray, outcome: np.ndarray, *, bins: int = CALIBRATION_BINS) -> float:
+    """Expected calibration error: over `bins` equal-width bins of the stated probability, the share of
+    pairs in the bin times |mean probability - share of outcomes true|, summed. NaN without pairs."""
+    probability = np.asarray(probability, dtype=float)
+    outcome = np.asarray(outcome, dtype=float)
+    if len(probability) == 0:
+        return math.nan
+    which = np.minimum((probability * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        total += inside.sum() * abs(probability[inside].mean() - outcome[inside].mean())
+    return float(total / len(probability))
+
+
+def std_coverage(true_error: np.ndarray, estimate: np.ndarray, std: np.ndarray, unmeasured: np.ndarray) -> float:
+    """Share of the `unmeasured` cells whose true error lies within estimate +- std (cells without a
+    std left out; NaN when none has one)."""
+    cells = unmeasured & np.isfinite(std)
+    if not cells.any():
+        return math.nan
+    return float(np.mean(np.abs(true_error[cells] - estimate[cells]) <= std[cells]))
+
+
+def recommendation_outcomes(memory_mb: np.ndarray, true_error: np.ndarray, error: np.ndarray,
+                            std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every budget of the true frontier (its distinct memories, as `budget_regret`): the
+    probability that the recommendation is the best within the budget, as `Frontier.best_for` states it
+    (independent normals with the estimate's means and stds), and whether it truly is. Budgets whose
+    candidates include one without a std (NaN) are left out."""
+    budgets = np.unique(memory_mb[pareto_mask(memory_mb, true_error)])
+    order = np.argsort(memory_mb, kind="stable")
+    sizes = np.searchsorted(memory_mb[order], budgets, side="right")
+    picks = np.array([best_for_budget(memory_mb, error, b) for b in budgets], dtype=int)
+    known = np.array([np.isfinite(std[order[:k]]).all() for k in sizes], dtype=bool)
+    if not known.any():
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    sizes, picks, budgets = sizes[known], picks[known], budgets[known]
+    probability = probability_best_nested(error, std, order, sizes, picks)
+    best_true = np.minimum.accumulate(true_error[order])[sizes - 1]
+    return probability, true_error[picks] <= best_true
+
+
 def score_fold(*, true_error: np.ndarray, memory_mb: np.ndarray, estimate, picks: np.ndarray,
                candidates: np.ndarray, memory_scale: float) -> dict:
-    """Every metric of METHOD.md for one held-out row, over the candidate configurations."""
+    """Every metric of METHOD.md for one held-out row, over the candidate configurations, with the
+    coverage of the estimate's stds and the (probability_best, truly best) pair of every budget."""
     cand = np.flatnonzero(candidates)
     mem, truth, pred = memory_mb[cand], true_error[cand], estimate.predicted[cand]
+    unmeasured = np.ones(len(true_error), dtype=bool)
+    unmeasured[picks] = False
+    probability, truly_best = recommendation_outcomes(mem, truth, estimate.error[cand], estimate.std[cand])
     return {
         # The user-facing recommendation: measured configurations carry their measured error.
         "regret": budget_regret(mem, truth, estimate.error[cand]),
@@ -192,7 +279,24 @@ def score_fold(*, true_error: np.ndarray, memory_mb: np.ndarray, estimate, picks
         "best_error_found": float(true_error[picks].min()),
         "best_error": float(truth.min()),
         "memory_spent_fraction": float(memory_mb[picks].sum() / mem.sum()),
+        "coverage": std_coverage(truth, estimate.error[cand], estimate.std[cand], unmeasured[cand]),
+        "probability_best": tuple(float(p) for p in probability),
+        "truly_best": tuple(bool(o) for o in truly_best),
     }
+
+
+def dataset_group(name: str) -> str:
+    """A dataset's group: its name up to the first "-" (cifar100-insects -> cifar100)."""
+    return str(name).split("-", 1)[0]
+
+
+def fold_training_rows(names: Sequence[str], folds: str = "datasets") -> np.ndarray:
+    """(rows x rows) mask: row i's training rows under the fold scheme (`loocv`'s `folds`)."""
+    n_rows = len(names)
+    if folds == "datasets":
+        return ~np.eye(n_rows, dtype=bool)
+    groups = np.array([dataset_group(name) for name in names])
+    return groups[:, None] != groups[None, :]
 
 
 def run_search(session, true_error: np.ndarray, n: int, *, sequential: bool):
@@ -216,6 +320,7 @@ def loocv(
     cap: str | float | None = None,
     meta_sample: str | MetaSample = "full",
     seed: int = 0,
+    folds: str = "datasets",
     progress: Callable[[int, int, str], None] | None = None,
 ) -> EvaluationResult:
     """Meta leave-one-dataset-out evaluation of an active-sampling `method` over labelled matrices.
@@ -225,6 +330,10 @@ def loocv(
     pick `n` configurations with the active-sampling `method` (a `peppp.methods` name, peppp's default
     unless told), estimate the row from their true errors and score the estimate. Fold `i` uses seed
     `seed + i`, so results are reproducible. `progress(done, total, dataset)` is called after each fold.
+
+    folds: "datasets" trains on every other row; "groups" also drops the held-out row's group (the
+    part of each row name before the first "-", `dataset_group`) from the training rows, so the method
+    meets a dataset unlike any it was trained on.
     """
     error, memory = validate_matrices(error, memory, complete=True)
     if method not in METHODS:
@@ -232,7 +341,11 @@ def loocv(
     sample = meta_sample if isinstance(meta_sample, MetaSample) else MetaSample.parse(meta_sample)
     cap = parse_cap(cap)
     ns = [int(v) for v in n]
+    if folds not in FOLD_SCHEMES:
+        raise PepppError(f"folds {folds!r} is not one of {', '.join(FOLD_SCHEMES)}")
     n_rows, n_configs = error.shape
+    train_masks = fold_training_rows(list(error.index), folds)
+    n_train = int(train_masks.sum(axis=1).min())
     if n_rows < 2:
         raise PepppError(f"leave-one-out needs at least 2 datasets; the matrix has {n_rows}")
     if not ns or min(ns) < 1:
@@ -247,14 +360,17 @@ def loocv(
             f"n = {max(ns)} is larger than the {max_n} configurations available"
             + (f" under the memory cap of {cap_mb:.1f} MB" if cap_mb is not None else "")
         )
-    if not 1 <= rank <= min(n_rows - 1, n_configs):
-        raise PepppError(f"rank {rank} must be between 1 and {min(n_rows - 1, n_configs)} (training rows and configurations)")
+    if n_train < 2:
+        raise PepppError(f"with --folds {folds}, a fold keeps only {n_train} training dataset(s); at least 2 are needed")
+    if not 1 <= rank <= min(n_train, n_configs):
+        raise PepppError(f"rank {rank} must be between 1 and {min(n_train, n_configs)} (training rows and configurations)")
     active = get_method(method, rank=rank)
     memory_scale = float(M.max())
-    result = EvaluationResult(method=method, n=ns, rank=rank, cap=cap, meta_sample=str(sample), seed=seed)
+    result = EvaluationResult(method=method, n=ns, rank=rank, cap=cap, meta_sample=str(sample), seed=seed,
+                              fold_scheme=folds)
     start = time.perf_counter()
     for i, name in enumerate(error.index):
-        train_rows = np.arange(n_rows) != i
+        train_rows = train_masks[i]
         active.fit(meta_train_matrix(E[train_rows], M[train_rows], meta_sample=sample, rank=rank, seed=seed + i))
         session = None
         for n_i in sorted(ns):

@@ -6,7 +6,19 @@ import pytest
 
 from conftest import PAPER_DIR
 from peppp.errors import PepppError
-from peppp.evaluate import MetaSample, load_matrices, loocv, parse_cap
+from peppp.evaluate import (
+    MetaSample,
+    calibration_error,
+    dataset_group,
+    fold_training_rows,
+    load_matrices,
+    loocv,
+    parse_cap,
+    recommendation_outcomes,
+    std_coverage,
+)
+from peppp.frontier import Frontier, FrontierPoint
+from peppp.frontier._uncertainty import probability_best, probability_best_nested
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +206,101 @@ def test_parsers():
     assert MetaSample.parse("uniform:0.2") == MetaSample("uniform", 0.2)
     assert str(MetaSample.parse("nonuniform:0.2")) == "nonuniform:0.2"
     assert parse_cap("none") is None and parse_cap("median") == "median" and parse_cap("600") == 600.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration: coverage of the stds, calibration error of probability_best; folds by group
+
+
+def test_calibration_error_by_hand():
+    # bin [0, 0.1): stated 0.05, came true 1 of 2; bin [0.9, 1]: stated 0.95 and 1.0, both came true
+    probability = np.array([0.05, 0.05, 0.95, 1.0])
+    outcome = np.array([False, True, True, True])
+    expected = (2 * abs(0.05 - 0.5) + 2 * abs(0.975 - 1.0)) / 4
+    assert calibration_error(probability, outcome) == pytest.approx(expected)
+    assert np.isnan(calibration_error(np.zeros(0), np.zeros(0, dtype=bool)))
+
+
+def test_calibration_error_is_small_for_honest_probabilities_and_large_for_overconfident_ones():
+    rng = np.random.default_rng(1)
+    probability = rng.uniform(0, 1, 20_000)
+    honest = rng.uniform(0, 1, 20_000) < probability
+    assert calibration_error(probability, honest) < 0.02
+    assert calibration_error(np.full(20_000, 0.9), rng.uniform(0, 1, 20_000) < 0.5) == pytest.approx(0.4, abs=0.02)
+
+
+def test_std_coverage_counts_unmeasured_cells_within_one_std():
+    truth = np.array([0.10, 0.20, 0.30, 0.40, 0.50])
+    estimate = np.array([0.10, 0.25, 0.30, 0.10, 0.50])
+    std = np.array([0.0, 0.10, np.nan, 0.10, 0.0])
+    unmeasured = np.array([False, True, True, True, True])
+    # cell 2 has no std (left out); 1 is within, 3 is not, 4 is exact
+    assert std_coverage(truth, estimate, std, unmeasured) == pytest.approx(2 / 3)
+    assert np.isnan(std_coverage(truth, estimate, np.full(5, np.nan), unmeasured))
+
+
+def test_nested_probability_best_agrees_with_one_set_at_a_time():
+    rng = np.random.default_rng(3)
+    mean = rng.uniform(0.1, 0.5, 30)
+    std = rng.uniform(0.0, 0.1, 30)
+    std[[4, 9]] = 0.0
+    order = rng.permutation(30)
+    sizes = np.array([1, 2, 7, 15, 30])
+    picks = np.array([order[:k][np.argmin(mean[order[:k]])] for k in sizes])
+    nested = probability_best_nested(mean, std, order, sizes, picks)
+    for value, k, pick in zip(nested, sizes, picks):
+        members = order[:k]
+        assert value == pytest.approx(probability_best(mean[members], std[members], int(np.flatnonzero(members == pick)[0])), abs=1e-12)
+
+
+def test_recommendation_outcomes_match_frontier_best_for():
+    """The probability scored per budget is what Frontier.best_for tells a user for that budget."""
+    rng = np.random.default_rng(5)
+    memory = np.round(rng.uniform(1, 10, 25), 1)
+    truth = rng.uniform(0.1, 0.6, 25)
+    estimate = truth + rng.normal(0, 0.05, 25)
+    std = np.full(25, 0.05)
+    std[:3] = 0.0
+    probability, truly = recommendation_outcomes(memory, truth, estimate, std)
+    frontier = Frontier(dataset="d", meta_experiment="m", points=[FrontierPoint(
+        config=f"c{j}", memory_mb=float(memory[j]), error=float(estimate[j]),
+        error_std=float(std[j]), measured=bool(j < 3)) for j in range(25)])
+    budgets = np.unique(memory[reference_frontier(memory, truth)])
+    assert len(probability) == len(budgets)
+    for p, ok, budget in zip(probability, truly, budgets):
+        rec = frontier.best_for(float(budget))
+        assert p == pytest.approx(rec.probability_best, abs=1e-9)
+        j = int(rec.point.config[1:])
+        assert ok == (truth[j] <= truth[memory <= budget].min())
+
+
+def test_coverage_and_calibration_in_the_summary_and_json():
+    error, memory = low_rank(rows=12, cols=20)
+    noisy = error + np.random.default_rng(0).normal(0, 0.02, error.shape)
+    result = loocv(noisy.clip(0, 1), memory, method="adaptive", n=[3, 6], rank=2)
+    table = result.summary()
+    assert ((table["coverage"] > 0) & (table["coverage"] <= 1)).all()
+    assert ((table["calibration_error"] >= 0) & (table["calibration_error"] <= 1)).all()
+    probability, outcome = result.calibration_pairs(6)
+    assert table.loc[6, "calibration_error"] == pytest.approx(calibration_error(probability, outcome))
+    assert len(probability) == sum(len(f.probability_best) for f in result.folds if f.n == 6) > 12
+    reliability = result.reliability(6)
+    assert reliability["pairs"].sum() == len(probability)
+    out = result.to_json_dict()
+    assert out["fold_scheme"] == "datasets" and len(out["coverage"]) == len(out["calibration_error"]) == 2
+
+
+def test_group_folds_train_without_the_held_out_rows_group():
+    assert fold_training_rows(["a-1", "a-2", "b", "c-x-y"], "groups").tolist() == [
+        [False, False, True, True], [False, False, True, True], [True, True, False, True], [True, True, True, False]]
+    assert dataset_group("cifar100-insects") == "cifar100" and dataset_group("cifar10") == "cifar10"
+    # every row has a twin of its own group: leave-one-dataset-out sees the twin, leave-one-group-out does not
+    error, memory = low_rank(rows=8, cols=20, rank=3, seed=2)
+    twins = pd.concat([error, error.rename(index=lambda s: s + "-twin")])
+    twins.index = [f"g{name.split('-')[0][1:]}-{'b' if name.endswith('twin') else 'a'}" for name in twins.index]
+    memory2 = pd.DataFrame(np.tile(memory.to_numpy()[0], (16, 1)), twins.index, twins.columns)
+    by_dataset = loocv(twins, memory2, method="ed", n=[2], rank=1, folds="datasets").summary()
+    by_group = loocv(twins, memory2, method="ed", n=[2], rank=1, folds="groups").summary()
+    assert by_dataset.loc[2, "completion_error"] < by_group.loc[2, "completion_error"]
+    with pytest.raises(PepppError, match="folds 'rows' is not one of datasets, groups"):
+        loocv(twins, memory2, n=[2], rank=1, folds="rows")

@@ -59,10 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cap", default="none", help="memory cap: none, median or a number of MB")
     parser.add_argument("--meta-sample", default="full", help="full, uniform:<fraction> or nonuniform:<fraction>")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", choices=("datasets", "groups"), default="datasets",
+                        help="datasets (default): hold out each dataset, train on all others; groups: also drop "
+                        "the held-out dataset's group (its name before the first '-') from the training rows")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="also write folds.csv (dataset, method, n, regret, hyperdiff per fold) and regret.png "
-                        "(mean regret against n per method, with standard errors) into DIR")
+                        help="also write folds.csv (dataset, method, n, regret, hyperdiff, coverage per fold), "
+                        "regret.png (mean regret against n per method, with standard errors) and reliability.png "
+                        "(stated probability_best against how often the pick was truly best, per n) into DIR")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -70,7 +74,10 @@ CAPTION = (
     "regret: for each memory budget on the true frontier, the true error of the recommended configuration\n"
     "  minus the best true error within that budget, averaged over budgets and held-out datasets;\n"
     "HyperDiff: the paper's |hypervolume(estimated frontier) - hypervolume(true frontier)|;\n"
-    "both lower is better; ± one standard error over the held-out datasets (folds)."
+    "both lower is better; ± one standard error over the held-out datasets (folds).\n"
+    "coverage: share of unmeasured configurations whose true error lies within the estimate ± 1 std\n"
+    "  (0.68 for honest normal stds); calib.err: expected calibration error of probability_best over\n"
+    "  (fold, budget) pairs, 10 bins (0 = the stated probabilities come true as often as stated)."
 )
 
 
@@ -78,13 +85,15 @@ def format_table(result) -> str:
     table = result.summary()
     lines = [
         f"method {result.method}, rank {result.rank}, cap {result.cap or 'none'}, meta-sample {result.meta_sample}, "
-        f"{int(table['folds'].iloc[0])} folds, {result.seconds:.2f} s",
-        f"{'n':>4} {'regret':>16} {'hyperdiff':>16} {'convergence':>12} {'compl.err':>10} {'mem.spent':>10}",
+        f"folds by {result.fold_scheme}, {int(table['folds'].iloc[0])} folds, {result.seconds:.2f} s",
+        f"{'n':>4} {'regret':>16} {'hyperdiff':>16} {'convergence':>12} {'compl.err':>10} {'mem.spent':>10}"
+        f" {'coverage':>9} {'calib.err':>9}",
     ]
     for n, row in table.iterrows():
         lines.append(
             f"{n:>4} {row['regret']:>8.4f} ± {row['regret_se']:.4f} {row['hyperdiff']:>8.4f} ± {row['hyperdiff_se']:.4f}"
             f" {row['convergence']:>12.4f} {row['completion_error']:>10.4f} {row['memory_spent_fraction']:>10.4f}"
+            f" {row['coverage']:>9.4f} {row['calibration_error']:>9.4f}"
         )
     return "\n".join(lines)
 
@@ -98,7 +107,8 @@ def format_comparison(results) -> str:
     folds = int(tables[0]["folds"].iloc[0])
     block = width * len(names)
     lines = [
-        f"rank {first.rank}, cap {first.cap or 'none'}, meta-sample {first.meta_sample}, seed {first.seed}, {folds} folds",
+        f"rank {first.rank}, cap {first.cap or 'none'}, meta-sample {first.meta_sample}, seed {first.seed}, "
+        f"folds by {first.fold_scheme}, {folds} folds",
         f"{'':>6} {'regret':^{block}}   {'hyperdiff':^{block}}",
         f"{'n':>6} " + "".join(f"{name:>{width}}" for name in names) + "   " + "".join(f"{name:>{width}}" for name in names),
     ]
@@ -107,6 +117,13 @@ def format_comparison(results) -> str:
         hyperdiff = "".join(f"{t.loc[n, 'hyperdiff']:>{width}.4f}" for t in tables)
         lines.append(f"{n:>6} {regret}   {hyperdiff}")
     lines.append(f"{'s/fold':>6} " + "".join(f"{r.seconds / folds:>{width}.3f}" for r in results))
+    lines += ["", f"{'':>6} {'coverage':^{block}}   {'calib.err':^{block}}",
+              f"{'n':>6} " + "".join(f"{name:>{width}}" for name in names) + "   "
+              + "".join(f"{name:>{width}}" for name in names)]
+    for n in first.n:
+        coverage = "".join(f"{t.loc[n, 'coverage']:>{width}.4f}" for t in tables)
+        calibration = "".join(f"{t.loc[n, 'calibration_error']:>{width}.4f}" for t in tables)
+        lines.append(f"{n:>6} {coverage}   {calibration}")
     if len(results) > 1:
         lines += ["", f"paired differences against {names[0]} (same folds; negative: better than {names[0]}), "
                       "mean ± standard error", f"{'n':>6} " + "".join(
@@ -155,7 +172,7 @@ def write_outputs(results, out_dir) -> list:
 
     frames = []
     for r in results:
-        frame = r.to_frame()[["dataset", "n", "regret", "hyperdiff"]]
+        frame = r.to_frame()[["dataset", "n", "regret", "hyperdiff", "coverage"]]
         frame.insert(1, "method", r.method)
         frames.append(frame)
     folds = pd.concat(frames, ignore_index=True)
@@ -176,7 +193,33 @@ def write_outputs(results, out_dir) -> list:
     png = out_dir / "regret.png"
     fig.savefig(png, dpi=120)
     plt.close(fig)
-    return [csv, png]
+    return [csv, png, write_reliability_plot(results, out_dir / "reliability.png", plt)]
+
+
+def write_reliability_plot(results, path, plt):
+    """One panel per n: per bin of the stated probability_best, the share of (fold, budget) pairs whose
+    recommendation was truly best, per method; the diagonal is perfect calibration."""
+    first = results[0]
+    fig, axes = plt.subplots(1, len(first.n), figsize=(2.8 * len(first.n) + 0.6, 3.4), sharey=True, squeeze=False)
+    for ax, n in zip(axes[0], first.n):
+        ax.plot([0, 1], [0, 1], color="#999999", linewidth=1, linestyle="--")
+        for r in results:
+            table = r.reliability(n).dropna()
+            ax.plot(table["probability"], table["truly_best"], marker="o", markersize=3,
+                    label=f"{r.method} (ECE {r.summary().loc[n, 'calibration_error']:.3f})")
+        ax.set_title(f"n = {n}", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("stated probability_best", fontsize=8)
+        ax.grid(True, color="#e6e6e6")
+        ax.legend(fontsize=6, loc="upper left")
+    axes[0][0].set_ylabel("share truly best within the budget", fontsize=8)
+    fig.suptitle(f"reliability of probability_best, folds by {first.fold_scheme}, cap {first.cap or 'none'}, "
+                 f"meta-sample {first.meta_sample} (10 equal-width bins)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _writable_dir(text: str):
@@ -223,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
                 bars[0].update()
 
             results.append(loocv(error, memory, method=name, n=args.n, rank=args.rank, cap=args.cap,
-                                 meta_sample=args.meta_sample, seed=args.seed, progress=step))
+                                 meta_sample=args.meta_sample, seed=args.seed, folds=args.folds, progress=step))
     finally:
         for bar in bars:
             bar.close()

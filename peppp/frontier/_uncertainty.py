@@ -64,3 +64,29 @@ def expected_regret(mean: np.ndarray, std: np.ndarray, pick: int) -> float:
     above = np.prod(_survival(x, mean, std), axis=1)
     expected_min = lo + float(np.sum((above[1:] + above[:-1]) * np.diff(x)) / 2)
     return max(0.0, float(mean[pick]) - expected_min)
+
+
+def probability_best_nested(mean: np.ndarray, std: np.ndarray, order: np.ndarray, sizes: np.ndarray,
+                            picks: np.ndarray) -> np.ndarray:
+    """`probability_best` for nested candidate sets at once: set b is `order[:sizes[b]]` and its pick
+    `picks[b]` (an index into `mean`, inside the set). The memory budgets of one frontier are such sets.
+
+    Same quadrature as `probability_best`; the survival of every candidate is computed once per
+    distinct pick and multiplied along `order` (as a running sum of logs), so b sets cost about as
+    much as the largest one alone.
+    """
+    from scipy.special import ndtri
+
+    order, sizes, picks = np.asarray(order, dtype=int), np.asarray(sizes, dtype=int), np.asarray(picks, dtype=int)
+    out = np.empty(len(sizes))
+    z = ndtri((np.arange(_QUADRATURE_BINS) + 0.5) / _QUADRATURE_BINS)
+    for pick in np.unique(picks):
+        rows = np.flatnonzero(picks == pick)
+        members = order[: int(sizes[rows].max())]
+        x = np.array([mean[pick]]) if std[pick] == 0 else mean[pick] + std[pick] * z
+        with np.errstate(divide="ignore"):
+            log_survival = np.log(_survival(x, mean[members], std[members]))
+        log_survival[:, members == pick] = 0.0
+        running = np.cumsum(log_survival, axis=1)
+        out[rows] = np.exp(running[:, sizes[rows] - 1]).mean(axis=0)
+    return out

@@ -157,8 +157,10 @@ def test_compare_prints_paired_differences_a_caption_and_writes_folds_and_a_plot
     text = capsys.readouterr().out
     assert "paired differences against ed" in text and "lower is better" in text
     folds = pd.read_csv(out_dir / "folds.csv")
-    assert list(folds.columns) == ["dataset", "method", "n", "regret", "hyperdiff"] and len(folds) == 87 * 2 * 2
+    assert list(folds.columns) == ["dataset", "method", "n", "regret", "hyperdiff", "coverage"]
+    assert len(folds) == 87 * 2 * 2
     assert (out_dir / "regret.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out_dir / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     # the printed paired difference is the mean over the folds of random minus ed, in the same folds
     wide = folds.pivot_table(index=["dataset", "n"], columns="method", values="regret")
     diff = (wide["random"] - wide["ed"]).groupby("n").agg(["mean", "std", "count"])
@@ -176,3 +178,31 @@ def test_bad_out_or_method_is_one_line_before_any_work(extra, message, capsys):
     assert main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--no-progress", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_folds_by_group_and_calibration_in_table_and_json(capsys, tmp_path):
+    """--folds groups trains each fold without the held-out dataset's group; the table and --json carry
+    coverage and calibration_error per n."""
+    rng = np.random.default_rng(2)
+    names = [f"{g}-{i}" for g in ("a", "b", "c") for i in range(4)]
+    e = pd.DataFrame(rng.uniform(0.1, 0.9, (12, 10)), names, [f"c{j}" for j in range(10)])
+    m = pd.DataFrame(np.tile(np.arange(1, 11) * 10.0, (12, 1)), e.index, e.columns)
+    base = ["evaluate", "--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m),
+            "--rank", "2", "--n", "3,5", "--no-progress"]
+    assert main([*base, "--method", "adaptive", "--folds", "groups"]) == 0
+    out = capsys.readouterr().out
+    assert "folds by groups, 12 folds" in out
+    header = out.splitlines()[1].split()
+    assert header[-2:] == ["coverage", "calib.err"]
+    assert main([*base, "--compare", "ed,adaptive", "--folds", "groups", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    for result in payload["results"]:
+        assert result["fold_scheme"] == "groups"
+        assert len(result["coverage"]) == 2 and len(result["calibration_error"]) == 2
+    adaptive = payload["results"][1]
+    assert all(0 <= v <= 1 for v in adaptive["coverage"] + adaptive["calibration_error"])
+    assert main([*base, "--method", "ed", "--folds", "groups", "--json"]) == 0
+    by_group = json.loads(capsys.readouterr().out)
+    assert main([*base, "--method", "ed", "--json"]) == 0
+    by_dataset = json.loads(capsys.readouterr().out)
+    assert by_dataset["fold_scheme"] == "datasets" and by_group["regret"] != by_dataset["regret"]

@@ -293,6 +293,8 @@ def test_a_dataset_like_a_training_one_is_recovered():
         (dict(rank=0), "rank 0 must be a positive integer"),
         (dict(kernel_scale=-1.0), "kernel_scale -1.0 must be positive"),
         (dict(noise_scale=0.0), "noise_scale 0.0 must be positive"),
+        (dict(calibration_rows=0), "calibration_rows 0 must be a positive integer"),
+        (dict(calibrate="yes"), "calibrate 'yes' must be True or False"),
     ],
 )
 def test_bad_parameters(kwargs, message):
@@ -318,3 +320,55 @@ def test_beats_ed_on_the_paper_matrix_side_by_side():
     ed = loocv(error, memory, method="ed", n=(5, 10), rank=5).summary()
     assert (ours["regret"] < ed["regret"]).all(), (ours["regret"], ed["regret"])
     assert ours.loc[10, "regret"] < 0.9 * ed.loc[10, "regret"]
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration of the std
+
+
+def test_std_scales_shrink_an_overwide_spread_and_widen_an_overnarrow_one():
+    from peppp.methods.adaptive._calibration import std_scales
+
+    E = low_rank_matrix(n_rows=40, m=20, k=2, noise=0.02, seed=4)
+    basis = RowMixture.from_matrix(E, rank=2)
+    memory = np.linspace(10.0, 200.0, 20)
+    candidates = np.ones(20, dtype=bool)
+    sizes = np.array([1, 3, 6])
+    wide = std_scales(basis.scaled(1.0, 16.0), memory, candidates, sizes, rows=15, seed=0)
+    narrow = std_scales(basis.scaled(0.05, 0.05), memory, candidates, sizes, rows=15, seed=0)
+    assert (wide < 0.8).all() and (narrow > 1.25).all()
+
+
+def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone():
+    E = low_rank_matrix(n_rows=31, m=25, k=2, noise=0.03, seed=7)
+    memory = np.linspace(10.0, 250.0, 25)
+    covered = {True: [], False: []}
+    for i in range(0, 31, 2):
+        runs = {}
+        for calibrate in (True, False):
+            method = Adaptive(rank=2, calibrate=calibrate).fit(np.delete(E, i, axis=0))
+            session = method.session(memory_mb=memory, seed=i)
+            for _ in range(4):
+                (j,) = session.propose(1)
+                session.observe(j, E[i, j])
+            est = session.estimate()
+            free = est.std > 0
+            covered[calibrate].append(np.mean(np.abs(E[i, free] - est.error[free]) <= est.std[free]))
+            runs[calibrate] = (list(session.measured), est.error, est.std)
+        assert runs[True][0] == runs[False][0]
+        np.testing.assert_array_equal(runs[True][1], runs[False][1])
+        assert not np.allclose(runs[True][2], runs[False][2])
+    target = 0.6827
+    assert abs(np.mean(covered[True]) - target) < abs(np.mean(covered[False]) - target)
+    assert abs(np.mean(covered[True]) - target) < 0.08
+
+
+def test_std_scales_with_every_candidate_measured_is_one():
+    from peppp.methods.adaptive._calibration import std_scales
+
+    E = low_rank_matrix(n_rows=12, m=8, k=2, seed=1)
+    model = RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
+    candidates = np.zeros(8, dtype=bool)
+    candidates[:3] = True
+    scales = std_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5, seed=0)
+    assert scales[1] == 1.0 and scales[0] != 1.0

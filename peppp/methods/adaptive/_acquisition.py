@@ -68,13 +68,17 @@ def knowledge_gradient(
     probs = (np.arange(fantasies) + 0.5) / fantasies
     log_w = np.log(w)
     gain = np.zeros(len(choices))
-    m = means.shape[1]
-    step = max(1, CHUNK_FLOATS // (len(idx) * m + fantasies * m + fantasies * len(idx)))
-    projected = post.projected(idx)
+    factor = post.model.factor  # (m, k)
+    noise = post.model.noise[idx]  # (c, m)
+    # Under component i, cov(e, e_j) = factor @ a_ij + noise_ij at j (zero at measured cells), where
+    # a_ij = (I - B K_i^-1 B^T) f_j, B = factor[S]^T: so each update is a k-vector, not an m-vector.
+    reduce = post.reduction(idx)  # (c, k, k)
+    m, k = means.shape[1], factor.shape[1]
+    step = max(1, CHUNK_FLOATS // (len(idx) * (k + 2) + fantasies * m + fantasies * len(idx)))
     for start in range(0, len(choices), step):
         cols = choices[start : start + step]
-        cov = post.component_columns(idx, cols, projected)  # (c, m, C)
-        var = np.maximum(cov[:, cols, np.arange(len(cols))], NOISE_FLOOR * 1e-3)  # (c, C)
+        a = reduce @ factor[cols].T  # (c, k, C)
+        var = np.maximum(np.einsum("ck,ikc->ic", factor[cols], a) + noise[:, cols], NOISE_FLOOR * 1e-3)  # (c, C)
         mj = means[:, cols]  # (c, C)
         y = predictive_quantiles(w, mj, np.sqrt(var), probs)  # (C, Q)
         dev = y[:, :, None] - mj.T[:, None, :]  # (C, Q, c)
@@ -82,8 +86,12 @@ def knowledge_gradient(
         lw -= lw.max(axis=2, keepdims=True)
         resp = np.exp(lw)
         resp /= resp.sum(axis=2, keepdims=True)  # (C, Q, c) new component weights
-        gains = np.transpose(cov, (2, 0, 1)) / var.T[:, :, None]  # (C, c, m) regression of e on e_j
-        updated = resp @ means + (resp * dev) @ gains
+        coef = resp * dev / var.T[:, None, :]  # (C, Q, c): the regression of e on e_j, per component
+        updated = resp @ means + np.einsum("jqi,ikj->jqk", coef, a) @ factor.T  # (C, Q, m)
+        own = np.einsum("jqi,ij->jq", coef, noise[:, cols])
+        updated[np.arange(len(cols)), :, cols] += own
+        if len(post.measured):
+            updated[:, :, post.measured] = post.errors
         gain[start : start + step] = now - budgets.value(updated).mean(axis=1)
     return gain
 

@@ -133,6 +133,16 @@ class MixturePosterior:
         """cov(e, e_S) K_i^-1 for components `idx` (len(idx) x m x n); None before any measurement."""
         return None if len(self.measured) == 0 else self.cross[None] @ self.inverse[idx]
 
+    def reduction(self, idx: np.ndarray) -> np.ndarray:
+        """I - B K_i^-1 B^T for components `idx` (len(idx) x k x k), B = factor[measured]^T: the posterior
+        covariance of any two cells' shared parts is factor_a (I - B K_i^-1 B^T) factor_b^T."""
+        k = self.model.factor.shape[1]
+        eye = np.broadcast_to(np.eye(k), (len(idx), k, k))
+        if len(self.measured) == 0:
+            return eye.copy()
+        B = self.model.factor[self.measured].T  # (k, n)
+        return eye - B[None] @ self.inverse[idx] @ B.T[None]
+
     def component_columns(self, idx: np.ndarray, cols: np.ndarray, projected: np.ndarray | None = None) -> np.ndarray:
         """Posterior covariances cov(e, e_j) for j in `cols` under components `idx` (len(idx) x m x len(cols)).
 
