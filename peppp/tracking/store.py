@@ -72,10 +72,43 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
         _check_database(uri, timeout_s=timeout_s)
     from mlflow import MlflowClient
 
+    from peppp.tracking._mlflow_private import store_of
+
     try:
-        return MlflowClient(tracking_uri=uri)
+        if scheme != "sqlite":
+            return MlflowClient(tracking_uri=uri)
+        # MLflow creates and migrates an empty database when its store is first opened; two processes
+        # doing that at once break the database for good. One at a time, under a lock beside it.
+        with _store_lock(sqlite_path(uri)):
+            client = MlflowClient(tracking_uri=uri)
+            store_of(client)
+        return client
+    except PepppError:
+        raise
     except Exception as exc:  # MLflow, SQLAlchemy and database drivers share no narrower base
         raise PepppError(f"cannot open the tracking store {uri}: {first_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _store_lock(path: Path | None):
+    """An exclusive lock on `<database>.lock` (none for an in-memory database)."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock_path, "a")
+    except OSError:
+        yield  # a read-only folder: nobody can create the store there either
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _check_http(uri: str, *, timeout_s: float) -> None:
