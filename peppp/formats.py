@@ -135,9 +135,10 @@ class FP32Format(NumberFormat):
 FP32 = FP32Format()
 
 # At most 9 digits a field: longer ones are no format (and Python refuses int() of > 4300 digits).
-_FLOAT = re.compile(r"e(\d{1,9})m(\d{1,9})")
-_FIXED = re.compile(r"fixed(\d{1,9})\.(\d{1,9})")
-_BLOCK = re.compile(r"block(\d{1,9})(?:@(-?\d{1,9}))?")
+# ASCII digits only: `e４m3` (full-width 4) is no format.
+_FLOAT = re.compile(r"e(\d{1,9})m(\d{1,9})", re.ASCII)
+_FIXED = re.compile(r"fixed(\d{1,9})\.(\d{1,9})", re.ASCII)
+_BLOCK = re.compile(r"block(\d{1,9})(?:@(-?\d{1,9}))?", re.ASCII)
 
 
 def parse_format(text: str) -> NumberFormat:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from peppp import _checks as checks
 from peppp.errors import PepppError
 
 NAME = "register"
@@ -13,10 +14,10 @@ HELP = "rebuild a dataset's frontier from the store (meta-matrix and its probe r
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="the dataset searched before, e.g. digits[3,5,8,9]")
-    parser.add_argument("--meta-experiment", required=True, help="experiment holding the meta-training and probe runs")
-    parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
-    parser.add_argument("--recipe", default=None, help="training recipe (default: the meta-training runs' recipe)")
+    parser.add_argument("--dataset", required=True, type=checks.arg(checks.label, None), help="the dataset searched before, e.g. digits[3,5,8,9]")
+    parser.add_argument("--meta-experiment", required=True, type=checks.arg(checks.label, None), help="experiment holding the meta-training and probe runs")
+    parser.add_argument("--rank", type=checks.arg(checks.positive_int), default=5, help="embedding rank (default 5)")
+    parser.add_argument("--recipe", type=checks.arg(checks.label, None), default=None, help="training recipe (default: the meta-training runs' recipe)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 

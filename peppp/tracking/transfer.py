@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from peppp import _checks as checks
 from peppp._io import atomic_write_text
 from peppp.cells import CellResult
 from peppp.errors import PepppError
@@ -65,8 +66,8 @@ def import_matrix(
     error, memory = validate_import(
         read_matrix_csv(error_csv, what="error"), read_matrix_csv(memory_csv, what="memory")
     )
-    if not isinstance(recipe, str) or not recipe.strip():
-        raise PepppError(f"recipe {recipe!r} is empty; give the training recipe's name")
+    experiment = checks.label(experiment, "experiment")
+    recipe, network = checks.label(recipe, "recipe"), checks.label(network, "network")
     if role not in ROLES:
         raise PepppError(f"role {role!r} is not one of {', '.join(ROLES)}")
     results = [
