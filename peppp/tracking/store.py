@@ -72,7 +72,9 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
         _check_database(uri, timeout_s=timeout_s)
     from mlflow import MlflowClient
 
-    from peppp.tracking._mlflow_private import store_of
+    from peppp.tracking._mlflow_private import quiet_store_logs, store_of
+
+    quiet_store_logs()
 
     try:
         if scheme != "sqlite":
@@ -115,8 +117,12 @@ def _check_http(uri: str, *, timeout_s: float) -> None:
     url = uri.rstrip("/") + "/health"
     try:
         urllib.request.urlopen(url, timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return  # it answered; authentication and paths are MLflow's business
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # MLflow's server always serves /health: this is some other web server
+            raise PepppError(
+                f"{uri} answers but is no MLflow tracking server (no {url}); check MLFLOW_TRACKING_URI"
+            ) from None
+        return  # it answered; authentication is MLflow's business
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise PepppError(
@@ -258,9 +264,16 @@ def _describe_experiment(client: MlflowClient, experiment_id: str) -> None:
         pass  # a read-only store or a user without rights: the UI is less helpful, nothing is lost
 
 
+_NOT_THE_CAUSE = ("(raised as a result of", "(Background on this error at")
+
+
 def first_line(exc: BaseException) -> str:
+    """The line of an exception's message that says what went wrong (SQLAlchemy puts a note about
+    autoflush before the database's own words: "attempt to write a readonly database")."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(_NOT_THE_CAUSE)] or lines
+    return lines[0][:500] if lines else type(exc).__name__
 
 
 SEARCH_PAGE_SIZE = 50_000  # MLflow's largest page
