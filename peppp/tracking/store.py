@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 
+import itertools
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -65,11 +67,11 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
     uri = resolve_tracking_uri(uri, create_dir=create)
     scheme = uri_scheme(uri)
     if scheme in HTTP_SCHEMES:
-        _check_http(uri, timeout_s=timeout_s)
+        _patiently(uri, lambda: _check_http(uri, timeout_s=timeout_s))
     elif scheme == "sqlite":
         _check_sqlite(uri, create=create)
     elif scheme in DATABASE_SCHEMES:
-        _check_database(uri, timeout_s=timeout_s)
+        _patiently(uri, lambda: _check_database(uri, timeout_s=timeout_s))
     from mlflow import MlflowClient
 
     from peppp.tracking._mlflow_private import quiet_store_logs, store_of
@@ -111,6 +113,41 @@ def _store_lock(path: Path | None):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+PATIENCE_ENV = "PEPPP_STORE_PATIENCE_S"
+DEFAULT_PATIENCE_S = 90.0  # a server or database restart of a minute, with room to spare
+_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then every 8 s
+_answered: set[str] = set()  # stores that answered in this process: an outage of theirs is waited out
+
+
+def store_patience_s() -> float:
+    """How long a store that answered before is waited for when it stops answering ($PEPPP_STORE_PATIENCE_S)."""
+    try:
+        value = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
+    except ValueError:
+        return DEFAULT_PATIENCE_S
+    return value if value >= 0 else DEFAULT_PATIENCE_S
+
+
+def _patiently(uri: str, check, *, sleep=time.sleep, clock=time.monotonic) -> None:
+    """`check()` the store; a store that answered earlier in this process (a sweep at work) and now
+    does not is asked again with backoff for up to `store_patience_s()` (a server restarting); a store
+    never reached fails at once, so a typo costs no minute."""
+    if uri not in _answered:
+        check()
+        _answered.add(uri)
+        return
+    deadline = clock() + store_patience_s()
+    for attempt in itertools.count():
+        try:
+            check()
+            return
+        except PepppError:
+            pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            if clock() + pause > deadline:
+                raise
+            sleep(pause)
 
 
 def _check_http(uri: str, *, timeout_s: float) -> None:
