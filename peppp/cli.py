@@ -33,7 +33,17 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (and exit status 2), like every other peppp error."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {_printable(message)} (see {self.prog} --help)\n")
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def _printable(text: str) -> str:
+    """One line whatever the user typed: control characters escaped (a newline shows as \\n), cut at
+    MAX_MESSAGE_CHARS."""
+    text = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +121,7 @@ def _stdout_closed() -> int:
 def _fail(name: str, message: str, code: int) -> int:
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     try:
-        print(f"{name}: error: {' '.join(lines) if len(lines) < 4 else lines[0]}", file=sys.stderr)
+        print(f"{name}: error: {_printable(' '.join(lines) if len(lines) < 4 else lines[0])}", file=sys.stderr)
     except OSError:
         pass  # stderr gone too: the status says it
     return code
