@@ -7,7 +7,6 @@ import argparse
 import json
 
 from peppp import _checks as checks
-from peppp.errors import PepppError
 
 NAME = "register"
 HELP = "rebuild a dataset's frontier from the store (meta-matrix and its probe runs) and register a new version"
@@ -26,8 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from flows import check_prefect_api, prepare_cli_environment
     from peppp.commands.search import check_existing_experiment, format_frontier
 
-    if args.rank < 1:
-        raise PepppError(f"--rank {args.rank} must be a positive integer")
     prepare_cli_environment()
     check_existing_experiment(args.meta_experiment, args.tracking_uri)
     check_prefect_api()

@@ -6,7 +6,6 @@ import argparse
 import json
 
 from peppp import _checks as checks
-from peppp.errors import PepppError
 
 NAME = "search"
 HELP = "active search on a new dataset: pick, train and log a few configurations, estimate the frontier"
