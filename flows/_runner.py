@@ -77,7 +77,6 @@ def task_runner(
             raise PepppError(
                 f"Dask scheduler address {address!r} must start with {', '.join(DASK_SCHEMES)} (e.g. tcp://127.0.0.1:8786)"
             )
-        check_dask_scheduler(address)
         from flows._dask import SharedApiDaskTaskRunner
 
         return SharedApiDaskTaskRunner(address=address)

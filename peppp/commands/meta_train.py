@@ -114,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
         threads, threads_per_worker = cells_per_gpu_threads(args.cells_per_gpu, device, dask_address=args.dask_address,
                                                             dask_local=args.dask_local)
     prepare_cli_environment()
-    from flows._runner import task_runner
+    import os
+
+    from flows._runner import DASK_ADDRESS_ENV, check_dask_scheduler, task_runner
+
+    address = args.dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip()
+    if address and args.dask_local is None:
+        check_dask_scheduler(address)  # a dead scheduler is one line now, not pages after Dask's own wait
 
     runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=threads,
                          threads_per_worker=threads_per_worker)
