@@ -250,11 +250,12 @@ def start_postgres(
 ) -> Service:
     """A PostgreSQL server on 127.0.0.1:`port` (a free one if None) over `data_dir`, with `database`.
 
-    A new cluster is made (`initdb`, superuser `peppp`, trust authentication on loopback only) when
-    `data_dir` holds none; an existing one is started as it is. As root the server runs as the Debian
-    `postgres` user. `durable=False` turns off fsync for throwaway test databases. The service's `uri`
-    is `postgresql://peppp@127.0.0.1:<port>/<database>`, which MLflow (SQLAlchemy 2.1) opens with the
-    psycopg 3 driver. The log is `data_dir/postgres.log`.
+    A new cluster is made (`initdb`, superuser `peppp` with a generated password, scram-sha-256
+    authentication on loopback only: another local user cannot connect) when `data_dir` holds none; the
+    password is kept in `data_dir/peppp.password` (mode 0600). An existing cluster is started as it is.
+    As root the server runs as the Debian `postgres` user. `durable=False` turns off fsync for throwaway
+    test databases. The service's `uri` is `postgresql://peppp:<password>@127.0.0.1:<port>/<database>`,
+    which MLflow (SQLAlchemy 2.1) opens with the psycopg 3 driver. The log is `data_dir/postgres.log`.
     """
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", database):
         raise PepppError(f"database name {database!r} must be lower-case letters, digits and '_'")
@@ -269,6 +270,7 @@ def start_postgres(
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     if not (data_dir / "PG_VERSION").exists():
         _initdb(bin_dir, data_dir, user)
+    password = _password(data_dir)
     log_path = data_dir / "postgres.log"
     settings = {
         "listen_addresses": LOOPBACK,
@@ -282,7 +284,7 @@ def start_postgres(
         command += ["-c", f"{key}={value}"]
     service = Service(
         name="postgres",
-        uri=f"postgresql://{POSTGRES_SUPERUSER}@{LOOPBACK}:{port}/{database}",
+        uri=f"postgresql://{POSTGRES_SUPERUSER}{':' + password if password else ''}@{LOOPBACK}:{port}/{database}",
         host=LOOPBACK,
         port=port,
         log_path=log_path,
@@ -296,7 +298,7 @@ def start_postgres(
     )
     service.start()
     try:
-        _ensure_database(bin_dir, port, database)
+        _ensure_database(bin_dir, port, database, password)
     except BaseException:
         service.stop()
         raise
@@ -314,14 +316,41 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
+PASSWORD_FILE = "peppp.password"
+
+
 def _initdb(bin_dir: Path, data_dir: Path, user: str | None) -> None:
-    command = [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_SUPERUSER, "--auth=trust"]
-    command += ["--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"]
-    done = subprocess.run(
-        command, check=False, capture_output=True, text=True, env=_clean_env(), cwd=data_dir, **_as_user(user)
-    )
+    """A new cluster whose superuser has a generated password (no trust: any local user could connect)."""
+    import secrets
+
+    password = secrets.token_urlsafe(24)  # URL-safe: it goes into the service's URI as it is
+    with tempfile.TemporaryDirectory(prefix="peppp-initdb-") as tmp:
+        pwfile = Path(tmp) / "pw"
+        pwfile.write_text(password + "\n")
+        os.chmod(pwfile, 0o600)
+        if user is not None:  # initdb runs as the postgres user and must read it
+            entry = pwd.getpwnam(user)
+            os.chown(tmp, entry.pw_uid, entry.pw_gid)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        command = [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_SUPERUSER,
+                   "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        command += ["--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"]
+        done = subprocess.run(
+            command, check=False, capture_output=True, text=True, env=_clean_env(), cwd=data_dir, **_as_user(user)
+        )
     if done.returncode != 0:
         raise PepppError(f"initdb failed in {data_dir}: {_one_line(done.stderr or done.stdout)}")
+    path = data_dir / PASSWORD_FILE
+    path.write_text(password + "\n")
+    os.chmod(path, 0o600)
+
+
+def _password(data_dir: Path) -> str | None:
+    """The superuser's password of a cluster made here (None for a cluster made before passwords)."""
+    try:
+        return (data_dir / PASSWORD_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _pg_isready(bin_dir: Path, port: int) -> bool:
@@ -329,19 +358,20 @@ def _pg_isready(bin_dir: Path, port: int) -> bool:
     return subprocess.run(command, check=False, env=_clean_env(), timeout=30).returncode == 0
 
 
-def _psql(bin_dir: Path, port: int, sql: str) -> str:
+def _psql(bin_dir: Path, port: int, sql: str, password: str | None) -> str:
     command = [str(bin_dir / "psql"), "-h", LOOPBACK, "-p", str(port), "-U", POSTGRES_SUPERUSER, "-d", "postgres"]
     command += ["-v", "ON_ERROR_STOP=1", "-tAc", sql]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, env=_clean_env(), timeout=60)
+    env = _clean_env() | ({"PGPASSWORD": password} if password else {})
+    done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, timeout=60)
     if done.returncode != 0:
         raise PepppError(f"psql on port {port} failed for {sql!r}: {_one_line(done.stderr)}")
     return done.stdout.strip()
 
 
-def _ensure_database(bin_dir: Path, port: int, database: str) -> None:
+def _ensure_database(bin_dir: Path, port: int, database: str, password: str | None) -> None:
     # `database` is checked against a strict pattern above, so it is safe inside the SQL text.
-    if _psql(bin_dir, port, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
-        _psql(bin_dir, port, f'CREATE DATABASE "{database}"')
+    if _psql(bin_dir, port, f"SELECT 1 FROM pg_database WHERE datname = '{database}'", password) != "1":
+        _psql(bin_dir, port, f'CREATE DATABASE "{database}"', password)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -374,11 +404,13 @@ def start_mlflow_server(
         handle, name = tempfile.mkstemp(prefix=f"peppp-mlflow-server-{port}-", suffix=".log")
         os.close(handle)
         log_path = name
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri]
+    # The backend URI (with the database's password) goes by environment, not on a command line `ps` shows.
+    command = [sys.executable, "-m", "mlflow", "server"]
     command += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     command += ["--host", host, "--port", str(port), "--workers", "1"]
     env = dict(os.environ)
-    env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1")
+    env.update(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="1",
+               MLFLOW_BACKEND_STORE_URI=backend_uri)
     uri = f"http://{host}:{port}"
     service = Service(
         name="mlflow server",

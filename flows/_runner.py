@@ -15,6 +15,28 @@ DASK_SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://")
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
+def check_dask_scheduler(address: str, *, timeout_s: float = 3.0) -> None:
+    """A tcp:// or tls:// scheduler must accept a connection within `timeout_s` (Dask itself would wait
+    for 30 s and more, then fail with pages of tracebacks)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address.startswith(("tcp://", "tls://")):
+        return
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise PepppError(f"Dask scheduler address {address!r} needs a host and a port, e.g. tcp://127.0.0.1:8786")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise PepppError(f"Dask scheduler {address} is unreachable ({exc.strerror or exc}); start it "
+                         "(dask scheduler) or leave --dask-address out to train here") from None
+
+
 def task_runner(
     *,
     dask_address: str | None = None,

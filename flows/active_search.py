@@ -18,6 +18,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._report import frontier_page, run_logger
 from flows._sweep import CellSpec, canonical_dataset, cell_summary, progress_bar, train_and_log
+from peppp import _checks as checks
 from peppp.active import MetaModel
 from peppp.errors import PepppError
 from peppp.frontier import Frontier
@@ -102,6 +103,18 @@ def observe_probes(search, setup: SearchSetup) -> int:
     return count
 
 
+def check_search_values(*, dataset, meta_experiment, n, rank, cap_mb, budget_mb, batch, recipe, seed) -> None:
+    """The search's values, each checked as the command checks it, before any work."""
+    checks.label(dataset, "dataset")
+    checks.label(meta_experiment, "meta_experiment")
+    for name, value in (("n", n), ("rank", rank), ("batch", batch)):
+        checks.positive_int(value, name)
+    checks.optional_megabytes(cap_mb, "cap_mb")
+    checks.optional_megabytes(budget_mb, "budget_mb")
+    checks.optional_label(recipe, "recipe")
+    checks.seed(seed, "seed")
+
+
 @flow(name="active-search", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def active_search(
     dataset: str,
@@ -128,10 +141,14 @@ def active_search(
     from peppp.active import ActiveSearch
     from peppp.tracking import log_frontier_plot, log_metrics, parent_run, recover_orphans, resolve_tracking_uri
 
+    check_search_values(dataset=dataset, meta_experiment=meta_experiment, n=n, rank=rank, cap_mb=cap_mb,
+                        budget_mb=budget_mb, batch=batch, recipe=recipe, seed=seed)
     log = run_logger()
     uri = resolve_tracking_uri(tracking_uri)
     recover_orphans(meta_experiment, tracking_uri=uri)
     setup = prepare_search_task(dataset, meta_experiment, rank=rank, recipe=recipe, tracking_uri=uri, seed=seed)
+    # As `peppp evaluate`: more measurements than configurations is a mistake, not "train them all".
+    checks.positive_int(n, "n", at_most=len(setup.configs), what=f"the {len(setup.configs)} configurations of the grid")
     log.info(f"{setup.dataset}: {len(setup.configs)} configurations, meta-matrix of {len(setup.meta_datasets)} "
              f"datasets from {meta_experiment!r} (recipe {setup.recipe}), method {method}, n {n}")
     search = ActiveSearch(

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from prefect import flow
 
-from flows.active_search import SearchSummary, active_search
+from flows.active_search import SearchSummary, active_search, check_search_values
 from flows.meta_train import SweepSummary, meta_train
+from peppp import _checks as checks
 from peppp.frontier import Recommendation
 from peppp.methods import DEFAULT_METHOD
 
@@ -71,6 +72,10 @@ def demo(
 
     from peppp.registry import fetch_frontier
 
+    # Checked before the sweep: a bad budget found after training would have registered versions for nothing.
+    checks.optional_megabytes(budget_mb, "budget_mb")
+    check_search_values(dataset=held_out, meta_experiment=experiment, n=n, rank=rank, cap_mb=None, budget_mb=None,
+                        batch=1, recipe=recipe, seed=0)
     start = time.perf_counter()
     sweep = meta_train(
         experiment=experiment, datasets=list(meta_datasets), configs=list(configs), recipe=recipe,

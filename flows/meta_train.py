@@ -23,6 +23,7 @@ from flows._sweep import (
     unique_in_order,
 )
 from flows._report import run_logger, sweep_table
+from peppp import _checks as checks
 from peppp.errors import PepppError
 
 DEFAULT_WORKERS = 2
@@ -50,11 +51,11 @@ def plan_cells(datasets: Sequence[str], configs: Sequence[str], seeds: Sequence[
 
     if not datasets:
         raise PepppError("datasets is empty; give at least one dataset name")
-    names = unique_in_order(canonical_dataset(d) for d in datasets)
+    names = unique_in_order(canonical_dataset(checks.label(d, "dataset")) for d in datasets)
     grid = unique_in_order(str(parse_config(c)) for c in configs)
     if not grid:
         raise PepppError("configs is empty; give at least one precision configuration")
-    seed_list = unique_in_order(int(s) for s in seeds) if seeds else []
+    seed_list = unique_in_order(checks.seed(s, "seed") for s in seeds) if seeds else []
     if not seed_list:
         raise PepppError("seeds is empty; give at least one seed (e.g. 0)")
     return [CellSpec(dataset=d, config=c, seed=s) for d in names for c in grid for s in seed_list]
@@ -84,6 +85,9 @@ def meta_train(
     from peppp.tracking.tags import KIND_SWEEP, TAG_RECIPE
     from peppp.training.recipes import get_recipe
 
+    # Every value checked before anything is trained or logged (Prefect may start a flow with any value).
+    experiment, recipe = checks.label(experiment, "experiment"), checks.label(recipe, "recipe")
+    seeds = checks.seeds(seeds, "seeds")
     log = run_logger()
     start = time.perf_counter()
     uri = resolve_tracking_uri(tracking_uri)

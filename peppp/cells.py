@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from peppp._checks import MAX_LABEL_CHARS
+from peppp.errors import PepppError
+
 STATUSES = ("ok", "diverged", "failed")
 
 
@@ -42,6 +45,11 @@ class CellResult:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+        for what in ("dataset", "recipe", "network"):
+            # A longer label would be cut by the store (two cells becoming one), so it is refused here.
+            value = getattr(self, what)
+            if isinstance(value, str) and len(value) > MAX_LABEL_CHARS:
+                raise PepppError(f"{what} {value[:40]!r}... is {len(value)} characters long; at most {MAX_LABEL_CHARS} are kept")
 
     @property
     def key(self) -> CellKey:

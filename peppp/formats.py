@@ -271,9 +271,10 @@ class MXFormat(NumberFormat):
 FAMILIES = ("float", "fixed", "block", "fp8", "fp16/bf16", "mx", "fp32")
 
 # At most 9 digits a field: longer ones are no format (and Python refuses int() of > 4300 digits).
-_FLOAT = re.compile(r"e(\d{1,9})m(\d{1,9})")
-_FIXED = re.compile(r"fixed(\d{1,9})\.(\d{1,9})")
-_BLOCK = re.compile(r"block(\d{1,9})(?:@(-?\d{1,9}))?")
+# ASCII digits only: `e４m3` (full-width 4) is no format.
+_FLOAT = re.compile(r"e(\d{1,9})m(\d{1,9})", re.ASCII)
+_FIXED = re.compile(r"fixed(\d{1,9})\.(\d{1,9})", re.ASCII)
+_BLOCK = re.compile(r"block(\d{1,9})(?:@(-?\d{1,9}))?", re.ASCII)
 
 
 def parse_format(text: str) -> NumberFormat:

@@ -8,21 +8,43 @@ import into the tracking store (which accepts missing cells).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from peppp import _checks as checks
 from peppp.errors import PepppError
+
+# The paper's 88 x 99 matrix is 60 kB; a thousand times that is still a meta-dataset, more is a mistake
+# (a 50 MB CSV once took 3 minutes and 4.6 GB before it failed).
+MAX_CSV_BYTES = 16 * 1024**2
+MAX_CSV_CELLS = 1_000_000
+
+
+def canonical_config_label(label: str) -> str:
+    """A configuration column's label as the format parser writes it (`E3M1/E7M9` -> `e3m1/e7m9`), so two
+    spellings of one configuration are one column; a label that is no configuration is kept as written."""
+    from peppp.formats import parse_config
+
+    try:
+        return str(parse_config(label))
+    except PepppError:
+        return label
 
 
 def read_matrix_csv(path: str | os.PathLike, *, what: str = "matrix") -> pd.DataFrame:
     """A matrix CSV as floats (datasets x configs), every label checked; exact round-trip parsing."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
+        with path.open("rb") as handle:
+            # Read at most one byte past the limit: /dev/zero or a huge file is refused, not read.
+            data = handle.read(MAX_CSV_BYTES + 1)
+        if len(data) > MAX_CSV_BYTES:
+            raise PepppError(f"{what} CSV {path} is larger than {MAX_CSV_BYTES // 1024**2} MB; a matrix CSV is far smaller")
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
     except FileNotFoundError:
         raise PepppError(f"{what} CSV {path} does not exist") from None
     except OSError as exc:
@@ -35,14 +57,25 @@ def read_matrix_csv(path: str | os.PathLike, *, what: str = "matrix") -> pd.Data
     if not rows or len(rows[0]) < 2:
         raise PepppError(f"{what} CSV {path} needs a header: dataset, then one column per configuration")
     header, body = rows[0], rows[1:]
-    labels = [h.strip() for h in header[1:]]
-    if any(not label for label in labels):
-        raise PepppError(f"{what} CSV {path}: header column {labels.index('') + 2} has no configuration name")
-    duplicates = sorted({c for c in labels if labels.count(c) > 1})
-    if duplicates:
-        raise PepppError(f"{what} CSV {path}: configuration {duplicates[0]!r} appears twice; each must appear once")
+    written = [h.strip() for h in header[1:]]
+    if any(not label for label in written):
+        raise PepppError(f"{what} CSV {path}: header column {written.index('') + 2} has no configuration name")
+    labels = []
+    for j, text in enumerate(written):
+        try:
+            labels.append(checks.label(canonical_config_label(text), f"configuration in column {j + 2}"))
+        except PepppError as exc:
+            raise PepppError(f"{what} CSV {path}: {exc}") from None
+    seen: dict[str, str] = {}
+    for text, label in zip(written, labels):
+        if label in seen:
+            same = f" ({seen[label]!r} and {text!r} are one configuration)" if seen[label] != text else ""
+            raise PepppError(f"{what} CSV {path}: configuration {label!r} appears twice{same}; each must appear once")
+        seen[label] = text
     if not body:
         raise PepppError(f"{what} CSV {path} has no rows; it needs one row per dataset")
+    if len(body) * len(labels) > MAX_CSV_CELLS:
+        raise PepppError(f"{what} CSV {path} has {len(body)} x {len(labels)} cells; at most {MAX_CSV_CELLS:,} are read")
     names: list[str] = []
     values = np.full((len(body), len(labels)), np.nan)
     for i, row in enumerate(body):
@@ -50,19 +83,24 @@ def read_matrix_csv(path: str | os.PathLike, *, what: str = "matrix") -> pd.Data
             raise PepppError(
                 f"{what} CSV {path}: data row {i + 1} has {len(row)} fields but the header has {len(header)}"
             )
-        name = row[0].strip()
-        if not name:
+        if not row[0].strip():
             raise PepppError(f"{what} CSV {path}: data row {i + 1} has no dataset name")
+        try:
+            name = checks.label(row[0], f"dataset in data row {i + 1}")
+        except PepppError as exc:
+            raise PepppError(f"{what} CSV {path}: {exc}") from None
         names.append(name)
         for j, text in enumerate(row[1:]):
             text = text.strip()
             if not text:
                 continue  # a missing cell
             try:
-                # Python's correctly rounded float(): values survive a round trip exactly.
-                values[i, j] = float(text)
-            except ValueError:
-                raise PepppError(f"{what} CSV {path}: cell ({name!r}, {labels[j]!r}) = {text!r} is not a number") from None
+                # Strict (no nan, inf, 1_0 or full-width digits), then Python's correctly rounded float():
+                # values survive a round trip exactly.
+                values[i, j] = checks.parse_float(text, "cell")
+            except PepppError:
+                raise PepppError(f"{what} CSV {path}: cell ({name!r}, {labels[j]!r}) = {text[:40]!r} is not a number "
+                                 "(ASCII decimal; leave the cell empty for a missing measurement)") from None
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
         raise PepppError(f"{what} CSV {path}: dataset {duplicate!r} appears twice")

@@ -172,9 +172,10 @@ def load_registered_frontier(name: str, *, alias: str | None = DEFAULT_ALIAS, ve
     except MlflowException as exc:
         raise PepppError(f"registered frontier {name!r} has no version {version}: {_first_line(exc)}") from exc
     where = f"{name!r} version {version}"
+    run_id = _confined_run(client, mv, where)
     with tempfile.TemporaryDirectory(prefix="peppp-fetch-") as tmp:
-        path = _download_json(mv.source, tmp, tracking_uri=client.tracking_uri, where=where)
-        payload = path.read_bytes() if path.stat().st_size <= MAX_JSON_BYTES else None
+        path = _download_json(client, run_id, tmp, where=where)
+        payload = path.read_bytes() if path is not None and path.stat().st_size <= MAX_JSON_BYTES else None
     aliases = tuple(sorted(a for a, v in model.aliases.items() if int(v) == version))
     return RegisteredFrontier(name=name, version=version, aliases=aliases, run_id=mv.run_id or "",
                               source=mv.source, frontier=_checked(payload, (mv.tags or {}).get(SHA256_TAG), where))
@@ -325,20 +326,60 @@ def _get_frontier_model(client: MlflowClient, name: str):
     return model
 
 
-def _download_json(source: str, directory: str, *, tracking_uri: str, where: str) -> Path:
+def _confined_run(client: MlflowClient, mv, where: str) -> str:
+    """The run whose `frontier/` folder the version points at, after checking that it points there and
+    nowhere else: the source must be exactly that folder, inside its experiment's artifact root (a
+    source edited to hold `..`, another folder or a web address is refused, never fetched)."""
     from mlflow.exceptions import MlflowException
 
-    from mlflow.artifacts import download_artifacts
-
-    uri = f"{source.rstrip('/')}/{JSON_FILE}"
+    source = (mv.source or "").rstrip("/")
+    refused = f"{where}: its source {source!r} is not the frontier folder of its run in this store; refusing to fetch it"
+    if not mv.run_id:
+        raise PepppError(refused)
     try:
+        run = client.get_run(mv.run_id)
+        root = client.get_experiment(run.info.experiment_id).artifact_location.rstrip("/")
+    except MlflowException as exc:
+        raise PepppError(f"{where}: its run {mv.run_id} cannot be read: {_first_line(exc)}") from exc
+    run_root = run.info.artifact_uri.rstrip("/")
+    if source != f"{run_root}/{ARTIFACT_DIR}" or ".." in source.split("/") or not run_root.startswith(root + "/"):
+        raise PepppError(refused)
+    local = _local_path(run_root)
+    if local is not None and not local.resolve().is_relative_to(_local_path(root).resolve()):
+        raise PepppError(refused)  # a link out of the artifact root
+    return mv.run_id
+
+
+def _local_path(uri: str) -> Path | None:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and uri.startswith("/"):
+        return Path(uri)
+    return None
+
+
+def _download_json(client: MlflowClient, run_id: str, directory: str, *, where: str) -> Path | None:
+    """frontier.json of the run, downloaded only when the store lists it within MAX_JSON_BYTES (None
+    when it is larger: nothing of it is read)."""
+    from mlflow.exceptions import MlflowException
+
+    member = f"{ARTIFACT_DIR}/{JSON_FILE}"
+    try:
+        listed = {f.path: f for f in client.list_artifacts(run_id, ARTIFACT_DIR)}
+        if member not in listed:
+            raise PepppError(f"{JSON_FILE} of {where} is missing from its run {run_id}")
+        size = listed[member].file_size
+        if size is not None and size > MAX_JSON_BYTES:
+            return None
         with _quiet_downloads():
-            path = download_artifacts(artifact_uri=uri, dst_path=directory, tracking_uri=tracking_uri)
+            path = Path(client.download_artifacts(run_id, member, directory))
     except (MlflowException, OSError) as exc:
-        raise PepppError(f"cannot download {JSON_FILE} of {where} from {source}: {_first_line(exc)}") from exc
-    path = Path(path)
+        raise PepppError(f"cannot download {JSON_FILE} of {where}: {_first_line(exc)}") from exc
     if not path.is_file():
-        raise PepppError(f"{JSON_FILE} of {where} is missing at {source}")
+        raise PepppError(f"{JSON_FILE} of {where} is missing from its run {run_id}")
     return path
 
 

@@ -20,7 +20,7 @@ RUNTIME_PACKAGES = ("peppp", "flows")
 # Bottom to top, as in docs/architecture.md. A module belongs to the layer of the entry that equals its
 # name or is a package above it; the package `peppp` itself (its `__init__`) is the façade, top layer.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "base": ("peppp.errors", "peppp.cells", "peppp._io", "peppp._params"),
+    "base": ("peppp.errors", "peppp.cells", "peppp._io", "peppp._params", "peppp._checks"),
     "core": (
         "peppp.formats",
         "peppp.memory",

@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 import time
+
+from peppp import _checks as checks
 from pathlib import Path
 
 NAME = "demo"
@@ -13,8 +15,8 @@ HELP = "build a small meta-dataset here, search a held-out task, register its fr
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", default="peppp-demo", help="experiment to build (default: peppp-demo)")
-    parser.add_argument("--budget", type=float, default=None, metavar="MB",
+    parser.add_argument("--experiment", type=checks.arg(checks.label, None), default="peppp-demo", help="experiment to build (default: peppp-demo)")
+    parser.add_argument("--budget", type=checks.arg(checks.megabytes, checks.parse_float), default=None, metavar="MB",
                         help="memory budget for the recommendation (default: the median configuration memory)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from peppp import _checks as checks
 from peppp.errors import PepppError
 
 # The methods' names and the default n, written out so that the parser (built for every command) loads
@@ -18,12 +19,9 @@ HELP = "leave-one-dataset-out evaluation of a method on an error and a memory ma
 
 def _int_list(text: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: every n must be a positive integer")
-    return values
+        return [checks.positive_int(v, "n") for v in checks.int_list(text, "n")]
+    except PepppError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _name_list(text: str) -> list[str]:
@@ -54,11 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n", type=_int_list, default=list(DEFAULT_N), metavar="N,N,...",
                         help=f"numbers of measurements per held-out dataset (default {','.join(map(str, DEFAULT_N))})")
-    parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
+    parser.add_argument("--rank", type=checks.arg(checks.positive_int), default=5, help="embedding rank (default 5)")
     # The paper's six settings: --meta-sample full, uniform:0.2 or nonuniform:0.2, each with --cap none or median.
     parser.add_argument("--cap", default="none", help="memory cap: none, median or a number of MB")
     parser.add_argument("--meta-sample", default="full", help="full, uniform:<fraction> or nonuniform:<fraction>")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=checks.arg(checks.seed), default=0)
     parser.add_argument("--folds", choices=("datasets", "groups"), default="datasets",
                         help="datasets (default): hold out each dataset, train on all others; groups: also drop "
                         "the held-out dataset's group (its name before the first '-') from the training rows")

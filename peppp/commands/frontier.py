@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from peppp import _checks as checks
+
 NAME = "frontier"
 HELP = "print a registered (memory, error) frontier and, with --budget, the best configuration within it"
 
@@ -12,10 +14,10 @@ HELP = "print a registered (memory, error) frontier and, with --budget, the best
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--name", help="registered frontier name, e.g. peppp-frontier-fashion-mnist-0-2-4-6")
-    which.add_argument("--dataset", help="dataset whose frontier to fetch (the name is derived from it)")
+    which.add_argument("--dataset", type=checks.arg(checks.label, None), help="dataset whose frontier to fetch (the name is derived from it)")
     parser.add_argument("--alias", default="champion", help="registry alias to fetch (default: champion)")
-    parser.add_argument("--version", type=int, default=None, help="fetch this version instead of the alias")
-    parser.add_argument("--budget", type=float, default=None, metavar="MB",
+    parser.add_argument("--version", type=checks.arg(checks.positive_int), default=None, help="fetch this version instead of the alias")
+    parser.add_argument("--budget", type=checks.arg(checks.megabytes, checks.parse_float), default=None, metavar="MB",
                         help="memory budget in MB: recommend a configuration")
     parser.add_argument("--all", action="store_true", help="list every configuration, not only the frontier")
     parser.add_argument("--tracking-uri", default=None,

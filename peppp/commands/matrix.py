@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from peppp import _checks as checks
+
 NAME = "matrix"
 HELP = "rebuild the error and memory matrices of an experiment from its runs; write error.csv and memory_mb.csv"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--experiment", required=True, metavar="NAME", help="MLflow experiment holding the cell runs"
+        "--experiment", required=True, type=checks.arg(checks.label, None), metavar="NAME", help="MLflow experiment holding the cell runs"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for error.csv and memory_mb.csv")
     parser.add_argument(
         "--role", default="meta", choices=("meta", "probe", "all"), help="which cell runs count (default: meta)"
     )
-    parser.add_argument("--recipe", default=None, help="the recipe to keep when the experiment mixes several")
+    parser.add_argument("--recipe", type=checks.arg(checks.label, None), default=None, help="the recipe to keep when the experiment mixes several")
     parser.add_argument(
         "--tracking-uri", default=None, metavar="URI", help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from peppp import _checks as checks
 from peppp.errors import PepppError
 
 NAME = "meta-train"
@@ -27,30 +28,27 @@ def split_names(text: str) -> list[str]:
 
 def _int_list(text: str) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"{text!r} holds no seed")
-    return values
+        return checks.seeds(checks.int_list(text, "seed"), "seed")
+    except PepppError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", required=True, help="MLflow experiment of the meta-dataset (created if missing)")
+    parser.add_argument("--experiment", required=True, type=checks.arg(checks.label, None), help="MLflow experiment of the meta-dataset (created if missing)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--datasets", metavar="NAMES", help="comma-separated dataset names, e.g. digits,digits[0-4]")
-    which.add_argument("--tasks", type=int, metavar="N", help="the first N offline tasks of the built-in list")
+    which.add_argument("--tasks", type=checks.arg(checks.positive_int), metavar="N", help="the first N offline tasks of the built-in list")
     parser.add_argument(
         "--configs", required=True, metavar="GRID",
         help="configurations: a list (e3m1/e6m7,e5m3/e8m11,fp32), a product 'e3m1,e4m3 x e6m7,e8m11', 'paper' or 'modern' (FP8 and MX low x bf16, fp16 high)",
     )
-    parser.add_argument("--recipe", default="cpu", help="training recipe preset: paper, cpu (default) or tiny")
+    parser.add_argument("--recipe", type=checks.arg(checks.label, None), default="cpu", help="training recipe preset: paper, cpu (default) or tiny")
     parser.add_argument("--seeds", type=_int_list, default=[0], metavar="S,S,...", help="seeds (default 0)")
     parser.add_argument("--device", default="auto", help="where to train: auto (default: a GPU where torch sees one, else the CPU), cpu, cuda or cuda:N")
     at_once = parser.add_mutually_exclusive_group()
-    at_once.add_argument("--workers", type=int, default=None, help="cells trained at once on local threads (default 2)")
+    at_once.add_argument("--workers", type=checks.arg(checks.positive_int), default=None, help="cells trained at once on local threads (default 2)")
     at_once.add_argument(
-        "--cells-per-gpu", type=int, default=None, metavar="K",
+        "--cells-per-gpu", type=checks.arg(checks.positive_int), default=None, metavar="K",
         help="train K cells at once on each GPU (threads with a CUDA stream each; with --dask-local N: K threads per worker)",
     )
     dask = parser.add_mutually_exclusive_group()
@@ -59,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train on a running Dask scheduler, e.g. tcp://127.0.0.1:8786 (default: $PEPPP_DASK_ADDRESS, else threads)",
     )
     dask.add_argument(
-        "--dask-local", type=int, default=None, metavar="N",
+        "--dask-local", type=checks.arg(checks.positive_int), default=None, metavar="N",
         help="train on a local Dask cluster of N one-thread worker processes on 127.0.0.1",
     )
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
@@ -71,7 +69,7 @@ def resolve_datasets(args: argparse.Namespace) -> list[str]:
     from peppp.training.datasets import list_tasks
 
     if args.datasets is not None:
-        names = split_names(args.datasets)
+        names = [checks.label(n, "--datasets entry") for n in split_names(args.datasets)]
         if not names:
             raise PepppError(f"--datasets {args.datasets!r} names no dataset; give comma-separated names")
         return names
@@ -116,7 +114,13 @@ def run(args: argparse.Namespace) -> int:
         threads, threads_per_worker = cells_per_gpu_threads(args.cells_per_gpu, device, dask_address=args.dask_address,
                                                             dask_local=args.dask_local)
     prepare_cli_environment()
-    from flows._runner import task_runner
+    import os
+
+    from flows._runner import DASK_ADDRESS_ENV, check_dask_scheduler, task_runner
+
+    address = args.dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip()
+    if address and args.dask_local is None:
+        check_dask_scheduler(address)  # a dead scheduler is one line now, not pages after Dask's own wait
 
     runner = task_runner(dask_address=args.dask_address, local_workers=args.dask_local, threads=threads,
                          threads_per_worker=threads_per_worker)

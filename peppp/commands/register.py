@@ -6,17 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 
-from peppp.errors import PepppError
+from peppp import _checks as checks
 
 NAME = "register"
 HELP = "rebuild a dataset's frontier from the store (meta-matrix and its probe runs) and register a new version"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="the dataset searched before, e.g. digits[3,5,8,9]")
-    parser.add_argument("--meta-experiment", required=True, help="experiment holding the meta-training and probe runs")
-    parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
-    parser.add_argument("--recipe", default=None, help="training recipe (default: the meta-training runs' recipe)")
+    parser.add_argument("--dataset", required=True, type=checks.arg(checks.label, None), help="the dataset searched before, e.g. digits[3,5,8,9]")
+    parser.add_argument("--meta-experiment", required=True, type=checks.arg(checks.label, None), help="experiment holding the meta-training and probe runs")
+    parser.add_argument("--rank", type=checks.arg(checks.positive_int), default=5, help="embedding rank (default 5)")
+    parser.add_argument("--recipe", type=checks.arg(checks.label, None), default=None, help="training recipe (default: the meta-training runs' recipe)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -25,8 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from flows import check_prefect_api, prepare_cli_environment
     from peppp.commands.search import check_existing_experiment, format_frontier
 
-    if args.rank < 1:
-        raise PepppError(f"--rank {args.rank} must be a positive integer")
     prepare_cli_environment()
     check_existing_experiment(args.meta_experiment, args.tracking_uri)
     check_prefect_api()

@@ -5,24 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 
-from peppp.errors import PepppError
+from peppp import _checks as checks
 
 NAME = "search"
 HELP = "active search on a new dataset: pick, train and log a few configurations, estimate the frontier"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="the new dataset, e.g. digits[3,5,8,9]")
-    parser.add_argument("--meta-experiment", required=True, help="experiment holding the meta-training runs")
-    parser.add_argument("--n", type=int, default=5, help="configurations to measure (default 5)")
+    parser.add_argument("--dataset", required=True, type=checks.arg(checks.label, None), help="the new dataset, e.g. digits[3,5,8,9]")
+    parser.add_argument("--meta-experiment", required=True, type=checks.arg(checks.label, None), help="experiment holding the meta-training runs")
+    parser.add_argument("--n", type=checks.arg(checks.positive_int), default=5, help="configurations to measure (default 5)")
     parser.add_argument("--method", default=None, help="active-sampling method: adaptive (peppp's), ed (the paper's ED-MF), qr, random, convex-d/a/e, ed-cost (default: peppp.methods.DEFAULT_METHOD)")
-    parser.add_argument("--rank", type=int, default=5, help="embedding rank (default 5)")
-    parser.add_argument("--cap", type=float, default=None, metavar="MB", help="train only configurations within this memory")
-    parser.add_argument("--budget", type=float, default=None, metavar="MB",
+    parser.add_argument("--rank", type=checks.arg(checks.positive_int), default=5, help="embedding rank (default 5)")
+    parser.add_argument("--cap", type=checks.arg(checks.megabytes, checks.parse_float), default=None, metavar="MB", help="train only configurations within this memory")
+    parser.add_argument("--budget", type=checks.arg(checks.megabytes, checks.parse_float), default=None, metavar="MB",
                         help="total memory of all measurements (cost-aware design stops there)")
-    parser.add_argument("--batch", type=int, default=1, help="configurations per round, trained at once (default 1)")
-    parser.add_argument("--recipe", default=None, help="training recipe (default: the meta-training runs' recipe)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=checks.arg(checks.positive_int), default=1, help="configurations per round, trained at once (default 1)")
+    parser.add_argument("--recipe", type=checks.arg(checks.label, None), default=None, help="training recipe (default: the meta-training runs' recipe)")
+    parser.add_argument("--seed", type=checks.arg(checks.seed), default=0)
     parser.add_argument("--register", action="store_true", help="register the estimated frontier in the model registry")
     parser.add_argument("--device", default="auto", help="where to train: auto (default: a GPU where torch sees one, else the CPU), cpu, cuda or cuda:N")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
@@ -48,9 +48,6 @@ def format_frontier(frontier, *, every: bool = False) -> str:
 def run(args: argparse.Namespace) -> int:
     from flows import check_prefect_api, prepare_cli_environment
 
-    for flag, value in (("--n", args.n), ("--rank", args.rank), ("--batch", args.batch)):
-        if value < 1:
-            raise PepppError(f"{flag} {value} must be a positive integer")
     from peppp.training.devices import resolve_device
 
     resolve_device(args.device)  # a GPU asked for and absent fails here, before any work

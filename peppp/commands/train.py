@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from peppp import _checks as checks
+
 NAME = "train"
 HELP = "train one dataset under one precision configuration; print test error, memory and time"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="dataset name, e.g. digits, fashion-mnist[0,2,4,6], npz:/path.npz")
+    parser.add_argument("--dataset", required=True, type=checks.arg(checks.label, None), help="dataset name, e.g. digits, fashion-mnist[0,2,4,6], npz:/path.npz")
     parser.add_argument("--config", required=True, help="precision configuration low/high, e.g. e4m3/e7m9, mxfp4.e2m1/bf16, fp8.e4m3/bf16, or fp32")
     parser.add_argument("--net", default=None, help="network (default: the recipe's)")
-    parser.add_argument("--recipe", default="cpu", help="training recipe preset (default: cpu)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    parser.add_argument("--recipe", type=checks.arg(checks.label, None), default="cpu", help="training recipe preset (default: cpu)")
+    parser.add_argument("--epochs", type=checks.arg(checks.positive_int), default=None, help="override the recipe's epochs")
+    parser.add_argument("--seed", type=checks.arg(checks.seed), default=None, help="override the recipe's seed")
     parser.add_argument("--rounding", default="stochastic", help="stochastic (default) or nearest")
     parser.add_argument("--backend", default="fast", help="quantization backend: fast (default) or qtorch (reference)")
     parser.add_argument("--device", default="auto", help="where to train: auto (default: a GPU where torch sees one, else the CPU), cpu, cuda or cuda:N")

@@ -19,6 +19,14 @@ if TYPE_CHECKING:  # mlflow is imported where used: the sqlite registry reader b
     from mlflow.entities import Metric, Param, RunTag
 
 
+def quiet_store_logs() -> None:
+    """MLflow's SQL session logs every database error with its traceback before raising it; peppp
+    reports each failure in one line (`store.store_errors`), so those logs only bury that line."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
 def store_of(client: MlflowClient):
     """The client's tracking store object (MLflow exposes it only through this attribute)."""
     return client._tracking_client.store

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 
+import itertools
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -65,25 +67,99 @@ def connect(uri: str | None = None, *, create: bool = True, timeout_s: float = 3
     uri = resolve_tracking_uri(uri, create_dir=create)
     scheme = uri_scheme(uri)
     if scheme in HTTP_SCHEMES:
-        _check_http(uri, timeout_s=timeout_s)
+        _patiently(uri, lambda: _check_http(uri, timeout_s=timeout_s))
     elif scheme == "sqlite":
         _check_sqlite(uri, create=create)
     elif scheme in DATABASE_SCHEMES:
-        _check_database(uri, timeout_s=timeout_s)
+        _patiently(uri, lambda: _check_database(uri, timeout_s=timeout_s))
     from mlflow import MlflowClient
 
+    from peppp.tracking._mlflow_private import quiet_store_logs, store_of
+
+    quiet_store_logs()
+
     try:
-        return MlflowClient(tracking_uri=uri)
+        if scheme != "sqlite":
+            return MlflowClient(tracking_uri=uri)
+        # MLflow creates and migrates an empty database when its store is first opened; two processes
+        # doing that at once break the database for good. One at a time, under a lock beside it.
+        with _store_lock(sqlite_path(uri)):
+            client = MlflowClient(tracking_uri=uri)
+            store_of(client)
+        return client
+    except PepppError:
+        raise
     except Exception as exc:  # MLflow, SQLAlchemy and database drivers share no narrower base
         raise PepppError(f"cannot open the tracking store {uri}: {first_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _store_lock(path: Path | None):
+    """An exclusive lock on `<database>.lock` (none for an in-memory database)."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock_path, "a")
+    except OSError:
+        yield  # a read-only folder: nobody can create the store there either
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+PATIENCE_ENV = "PEPPP_STORE_PATIENCE_S"
+DEFAULT_PATIENCE_S = 90.0  # a server or database restart of a minute, with room to spare
+_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # then every 8 s
+_answered: set[str] = set()  # stores that answered in this process: an outage of theirs is waited out
+
+
+def store_patience_s() -> float:
+    """How long a store that answered before is waited for when it stops answering ($PEPPP_STORE_PATIENCE_S)."""
+    try:
+        value = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
+    except ValueError:
+        return DEFAULT_PATIENCE_S
+    return value if value >= 0 else DEFAULT_PATIENCE_S
+
+
+def _patiently(uri: str, check, *, sleep=time.sleep, clock=time.monotonic) -> None:
+    """`check()` the store; a store that answered earlier in this process (a sweep at work) and now
+    does not is asked again with backoff for up to `store_patience_s()` (a server restarting); a store
+    never reached fails at once, so a typo costs no minute."""
+    if uri not in _answered:
+        check()
+        _answered.add(uri)
+        return
+    deadline = clock() + store_patience_s()
+    for attempt in itertools.count():
+        try:
+            check()
+            return
+        except PepppError:
+            pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            if clock() + pause > deadline:
+                raise
+            sleep(pause)
 
 
 def _check_http(uri: str, *, timeout_s: float) -> None:
     url = uri.rstrip("/") + "/health"
     try:
         urllib.request.urlopen(url, timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return  # it answered; authentication and paths are MLflow's business
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:  # MLflow's server always serves /health: this is some other web server
+            raise PepppError(
+                f"{uri} answers but is no MLflow tracking server (no {url}); check MLFLOW_TRACKING_URI"
+            ) from None
+        return  # it answered; authentication is MLflow's business
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise PepppError(
@@ -225,9 +301,16 @@ def _describe_experiment(client: MlflowClient, experiment_id: str) -> None:
         pass  # a read-only store or a user without rights: the UI is less helpful, nothing is lost
 
 
+_NOT_THE_CAUSE = ("(raised as a result of", "(Background on this error at")
+
+
 def first_line(exc: BaseException) -> str:
+    """The line of an exception's message that says what went wrong (SQLAlchemy puts a note about
+    autoflush before the database's own words: "attempt to write a readonly database")."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(_NOT_THE_CAUSE)] or lines
+    return lines[0][:500] if lines else type(exc).__name__
 
 
 SEARCH_PAGE_SIZE = 50_000  # MLflow's largest page

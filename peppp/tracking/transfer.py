@@ -6,6 +6,7 @@ The CSV layout is the paper's: first column `dataset` (row labels), then one col
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -13,18 +14,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from peppp import _checks as checks
 from peppp._io import atomic_write_text
 from peppp.cells import CellResult
 from peppp.errors import PepppError
 from peppp.formats import parse_config
 from peppp.matrices import read_matrix_csv
 from peppp.matrices import validate_matrices
+from peppp.tracking.claims import claim_cell, list_claims, release_claim
+from peppp.tracking.liveness import recover_orphans
 from peppp.tracking.matrix import rebuild_matrices, read_cells
 from peppp.tracking.runs import ROLES, log_cells_batch, parent_run
 from peppp.tracking.tags import KIND_IMPORT
 from peppp.tracking.store import connect
 
 IMPORTED_SEED = -1  # an imported cell's seed is unknown
+# The claim an import holds on its experiment (a cell key is dataset|config|recipe: no clash).
+IMPORT_CLAIM_KEY = "peppp-import"
+IMPORT_CLAIM_TTL_S = 3600.0  # a dead import's claim is freed at once by recovery; this is the backstop
 
 
 def validate_import(error: pd.DataFrame, memory: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,8 +66,8 @@ def import_matrix(
     error, memory = validate_import(
         read_matrix_csv(error_csv, what="error"), read_matrix_csv(memory_csv, what="memory")
     )
-    if not isinstance(recipe, str) or not recipe.strip():
-        raise PepppError(f"recipe {recipe!r} is empty; give the training recipe's name")
+    experiment = checks.label(experiment, "experiment")
+    recipe, network = checks.label(recipe, "recipe"), checks.label(network, "network")
     if role not in ROLES:
         raise PepppError(f"role {role!r} is not one of {', '.join(ROLES)}")
     results = [
@@ -80,15 +87,9 @@ def import_matrix(
         if not math.isnan(error.at[dataset, config])
     ]
     client = connect(tracking_uri)
-    existing = client.get_experiment_by_name(experiment)
-    if existing is not None and existing.lifecycle_stage == "active":
-        present = set(read_cells(client, existing.experiment_id)["cell_key"])
-        overlap = [str(r.key) for r in results if str(r.key) in present]
-        if overlap:
-            raise PepppError(
-                f"experiment {experiment!r} already holds {len(overlap)} of these {len(results)} cells "
-                f"(e.g. {overlap[0]}); import into a new experiment or delete those runs first"
-            )
+    # An import killed mid-way left its parent RUNNING (and perhaps its claim): closed as KILLED first.
+    recover_orphans(experiment, tracking_uri=client.tracking_uri)
+    _refuse_duplicates(client, experiment, results)  # a repeated import: refused before anything is written
     tags = {
         "peppp.source.error": str(Path(error_csv).resolve()),
         "peppp.source.memory": str(Path(memory_csv).resolve()),
@@ -97,8 +98,47 @@ def import_matrix(
     # All or nothing: a failed import's parent run is deleted with it (its cells never went in).
     with parent_run(experiment, kind=KIND_IMPORT, name=f"import {Path(error_csv).name}", tags=tags,
                     tracking_uri=client.tracking_uri, delete_on_error=True) as parent:
-        run_ids = log_cells_batch(experiment, results, role=role, parent_run_id=parent, tracking_uri=client.tracking_uri)
+        # One import into an experiment at a time: the claim is one atomic write, so of two imports
+        # started together exactly one goes on to the duplicate check and the write.
+        _claim_experiment(client, experiment, parent)
+        try:
+            _refuse_duplicates(client, experiment, results)
+            run_ids = log_cells_batch(experiment, results, role=role, parent_run_id=parent,
+                                      tracking_uri=client.tracking_uri)
+        finally:
+            release_claim(experiment, IMPORT_CLAIM_KEY, owner=parent, tracking_uri=client.tracking_uri)
     return len(run_ids)
+
+
+def _claim_experiment(client, experiment: str, parent: str) -> None:
+    """Hold the experiment's import claim for run `parent`, or fail naming the import that holds it."""
+    if claim_cell(experiment, IMPORT_CLAIM_KEY, owner=parent, ttl_s=IMPORT_CLAIM_TTL_S,
+                  tracking_uri=client.tracking_uri):
+        return
+    holder = next((c.owner for c in list_claims(experiment, tracking_uri=client.tracking_uri)
+                   if c.cell_key == IMPORT_CLAIM_KEY), None)
+    what = f"run {holder}"
+    with contextlib.suppress(Exception):  # the holder may finish between the claim and this look-up
+        run = client.get_run(holder)
+        source = run.data.tags.get("peppp.source.error", "")
+        what = f"run {holder} ({run.info.run_name or 'import'}{', from ' + source if source else ''})"
+    raise PepppError(
+        f"another import into experiment {experiment!r} is running: {what}; wait for it to finish, then import "
+        "again (cells it wrote are refused as duplicates) or import into another experiment"
+    )
+
+
+def _refuse_duplicates(client, experiment: str, results: list[CellResult]) -> None:
+    existing = client.get_experiment_by_name(experiment)
+    if existing is None or existing.lifecycle_stage != "active":
+        return
+    present = set(read_cells(client, existing.experiment_id)["cell_key"])
+    overlap = [str(r.key) for r in results if str(r.key) in present]
+    if overlap:
+        raise PepppError(
+            f"experiment {experiment!r} already holds {len(overlap)} of these {len(results)} cells "
+            f"(e.g. {overlap[0]}); import into a new experiment or delete those runs first"
+        )
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ def test_search_then_register_from_the_command_line(store_uri, capsys):
     for extra, message in (
         (["--method", "nosuch"], "unknown method 'nosuch'"),
         (["--rank", "7"], "rank 7 must be an integer between 1 and 3"),
-        (["--n", "0"], "--n 0 must be a positive integer"),
+        (["--n", "0"], "--n: 0 must be a positive integer"),
+        (["--n", "1000"], "n 1000 is more than the"),
     ):
         assert main([*search, *extra, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
@@ -89,7 +90,7 @@ def test_search_then_register_from_the_command_line(store_uri, capsys):
         (["--datasets", "nosuchset", "--configs", CONFIGS], "unknown dataset 'nosuchset'"),
         (["--datasets", "digits", "--configs", "e9m1/e6m7"], "e9m1"),
         (["--datasets", "digits", "--configs", CONFIGS, "--recipe", "huge"], "unknown recipe 'huge'"),
-        (["--tasks", "0", "--configs", CONFIGS], "--tasks 0"),
+        (["--tasks", "0", "--configs", CONFIGS], "--tasks: 0 must be a positive integer"),
     ],
 )
 def test_meta_train_bad_input_is_one_line(store_uri, capsys, args, message):

@@ -103,7 +103,15 @@ def test_free_port_can_be_bound_on_loopback():
 @needs_postgres
 def test_postgres_answers_on_loopback_only_and_stops_with_all_its_processes(pg_folder):
     with start_postgres(pg_folder / "data", durable=False) as pg:
-        assert pg.uri == f"postgresql://peppp@127.0.0.1:{pg.port}/mlflow"
+        password = (pg_folder / "data" / "peppp.password").read_text().strip()
+        assert len(password) >= 24 and pg.uri == f"postgresql://peppp:{password}@127.0.0.1:{pg.port}/mlflow"
+        assert (pg_folder / "data" / "peppp.password").stat().st_mode & 0o077 == 0
+        # Issue 15, probe 12: no trust. Without the password (or with a wrong one) loopback is refused too.
+        import psycopg
+
+        for uri in (pg.uri.replace(f":{password}@", "@"), pg.uri.replace(password, "wrong")):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                _query(uri, "SELECT 1")
         assert 0 < pg.start_seconds < 60
         assert _query(pg.uri, "SELECT current_database()") == [("mlflow",)]
         assert _query(pg.uri, "SHOW listen_addresses") == [("127.0.0.1",)]

@@ -77,7 +77,7 @@ def test_bad_choices_are_one_line_errors(arguments, needle, monkeypatch):
 
 @pytest.mark.parametrize(
     ("flags", "needle"),
-    [(["--dask-local", "0"], "--dask-local 0"), (["--dask-address", "localhost:8786"], "must start with tcp://")],
+    [(["--dask-local", "0"], "--dask-local: 0 must be a positive integer"), (["--dask-address", "localhost:8786"], "must start with tcp://")],
 )
 def test_meta_train_rejects_a_bad_dask_choice_in_one_line(flags, needle, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

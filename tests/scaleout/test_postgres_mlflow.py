@@ -199,15 +199,22 @@ def test_cells_logged_before_and_after_a_server_restart_are_all_there(server, po
         assert error["e4m3/e7m9"].to_dict() == {"before": 0.25, "after": 0.5}
 
 
-def test_log_cell_while_the_server_is_down_is_one_pepppError_at_once_and_writes_nothing(server, postgres):
-    log_cell("down", cell("first"), tracking_uri=server.uri)
+@pytest.mark.parametrize("patience_s", [0, 6])
+def test_log_cell_while_the_server_is_down_is_one_pepppError_after_the_patience_and_writes_nothing(
+    server, postgres, monkeypatch, patience_s
+):
+    # A store that answered before is waited for $PEPPP_STORE_PATIENCE_S (default 90 s: a restart), then
+    # it is one PepppError; never MLflow's minutes of retries.
+    monkeypatch.setenv("PEPPP_STORE_PATIENCE_S", str(patience_s))
+    experiment = f"down-{patience_s}"
+    log_cell(experiment, cell("first"), tracking_uri=server.uri)
     server.stop()
     try:
         began = time.monotonic()
         with pytest.raises(PepppError, match=r"tracking server http://127\.0\.0\.1:\d+ is unreachable"):
-            log_cell("down", cell("lost"), tracking_uri=server.uri)
-        assert time.monotonic() - began < 10  # the health check, not MLflow's minutes of retries
-        assert list(load_cells("down", tracking_uri=postgres.uri)["dataset"]) == ["first"]
+            log_cell(experiment, cell("lost"), tracking_uri=server.uri)
+        assert patience_s - 8.5 <= time.monotonic() - began < patience_s + 10
+        assert list(load_cells(experiment, tracking_uri=postgres.uri)["dataset"]) == ["first"]
     finally:
         server.start()
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 from mlflow.exceptions import MlflowException
 
+from peppp._checks import MAX_LABEL_CHARS
 from peppp.errors import PepppError
 from peppp.tracking import (
     connect,
@@ -105,12 +106,16 @@ def test_bulk_batch_reads_back_exactly_like_runs_logged_one_by_one(store_uri, ce
     assert [r.info.run_id for r in found] == [bulk_ids[2]]
 
 
-def test_long_values_are_truncated_as_mlflow_does(store_uri, cell):
-    result = replace(cell(), network="x" * 7000)  # MLflow keeps 6000 characters of a param value
+def test_long_labels_are_refused_not_truncated(store_uri, cell):
+    # MLflow keeps 6000 characters of a param value: two networks sharing them would become one
+    # (issue 15, probe 4), so a label longer than peppp keeps is refused before anything is logged.
+    with pytest.raises(PepppError, match="7000 characters long"):
+        replace(cell(), network="x" * 7000)
+    longest = replace(cell(), network="x" * MAX_LABEL_CHARS)
     client = connect()
-    bulk = client.get_run(log_cells_batch("bulk", [result])[0])
-    single = client.get_run(log_cell("single", result))
-    assert bulk.data.params["network"] == single.data.params["network"] == "x" * 6000
+    bulk = client.get_run(log_cells_batch("bulk", [longest])[0])
+    single = client.get_run(log_cell("single", longest))
+    assert bulk.data.params["network"] == single.data.params["network"] == "x" * MAX_LABEL_CHARS
 
 
 def _with_params(record, **params):
