@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
 from peppp.cells import CellResult
@@ -40,7 +40,8 @@ from peppp.tracking.tags import (  # noqa: F401 - the cell tags, also imported f
     TAG_STATUS,
 )
 from peppp.tracking.liveness import HEARTBEAT_INTERVAL_S, Heartbeat, liveness_tags
-from peppp.tracking.store import connect, first_line, get_or_create_experiment
+from peppp.tracking.store import connect, first_line, get_or_create_experiment, search_all_runs
+from peppp.tracking.tags import KIND_ROUND, TAG_METHOD
 
 ROLES = ("meta", "probe")
 MESSAGE_CHARS = 2000
@@ -286,11 +287,6 @@ def log_metrics(run_id: str, values: Mapping[str, float], *, tracking_uri: str |
 
 def round_methods(experiment: str, dataset: str, *, tracking_uri: str | None = None) -> set[str]:
     """The methods (tag `peppp.method`) of every active search round of `dataset` in `experiment`."""
-    from mlflow.entities import ViewType
-
-    from peppp.tracking.store import search_all_runs
-    from peppp.tracking.tags import KIND_ROUND, TAG_METHOD
-
     client = connect(tracking_uri, create=False)
     experiment_id = get_or_create_experiment(experiment, create=False, client=client)
     quoted = dataset.replace("'", "\\'")

@@ -99,18 +99,21 @@ def _no_seed_for_qtorch(seed: int | None) -> None:
         raise PepppError(f"seed {seed!r} cannot be used with backend 'qtorch' (its random numbers are not seedable); use backend 'fast'")
 
 
+def _gpu_call(backend: str, spec, stochastic: bool, seed: int | None, **kwargs) -> _TritonCall | None:
+    """The Triton kernel of a format for CUDA tensors under backend `fast`; None for the other backends
+    or where Triton is missing (the torch kernels run then)."""
+    if backend != "fast" or not triton_kernels.AVAILABLE:
+        return None
+    return _TritonCall(spec, stochastic, seed, **kwargs)
+
+
 class _TritonCall:
-    """One format's Triton kernel for CUDA tensors (None where Triton is missing: torch kernels then).
+    """One format's Triton kernel for CUDA tensors (made by `_gpu_call`).
 
     Stochastic seeds: `seed` for every call where given (tests); else a base seed drawn from torch's
     generator on the first call and a call counter, so `torch.manual_seed` reproduces a run without a
     draw (or a host synchronisation) per call.
     """
-
-    def __new__(cls, spec, stochastic, seed, block=None, mx_emax=None):
-        if not triton_kernels.AVAILABLE:
-            return None
-        return super().__new__(cls)
 
     def __init__(self, spec, stochastic: bool, seed: int | None, block: tuple[int, int] | None = None,
                  mx_emax: int | None = None):
@@ -147,7 +150,7 @@ def _float_fn(exp: int, man: int, rounding: str, backend: str, seed: int | None)
         qq = _qtorch_quant()
         return lambda x: qq.float_quantize(x, exp, man, rounding=rounding)
     stochastic = rounding == "stochastic"
-    gpu = _TritonCall(triton_kernels.ElementwiseSpec.float_(exp, man), stochastic, seed) if backend == "fast" else None
+    gpu = _gpu_call(backend, triton_kernels.ElementwiseSpec.float_(exp, man), stochastic, seed)
     cpu: list = []  # the C++ kernels, loaded (built once) on the first CPU tensor: a GPU run never needs them
 
     def fn(x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +177,7 @@ def _fixed_fn(wl: int, fl: int, rounding: str, backend: str, seed: int | None) -
         _no_seed_for_qtorch(seed)
         qq = _qtorch_quant()
         return lambda x: qq.fixed_point_quantize(x, wl, fl, rounding=rounding)
-    gpu = _TritonCall(triton_kernels.ElementwiseSpec.fixed(wl, fl), rounding == "stochastic", seed) if backend == "fast" else None
+    gpu = _gpu_call(backend, triton_kernels.ElementwiseSpec.fixed(wl, fl), rounding == "stochastic", seed)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if gpu is not None and x.is_cuda:
@@ -192,7 +195,7 @@ def _block_fn(wl: int, dim: int, rounding: str, backend: str, seed: int | None) 
         _no_seed_for_qtorch(seed)
         qq = _qtorch_quant()
         return lambda x: qq.block_quantize(x, wl, dim, rounding=rounding)
-    gpu = _TritonCall(None, rounding == "stochastic", seed, block=(wl, dim)) if backend == "fast" else None
+    gpu = _gpu_call(backend, None, rounding == "stochastic", seed, block=(wl, dim))
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if gpu is not None and x.is_cuda:
@@ -209,7 +212,7 @@ def _element_fn(fmt: HardwareFloatFormat | MXFormat, rounding: str, backend: str
     mx = isinstance(fmt, MXFormat)
     stochastic = rounding == "stochastic"
     spec = triton_kernels.ElementwiseSpec.element(el.man, el.emin, el.max_value, el.min_value)
-    gpu = _TritonCall(spec, stochastic, seed, mx_emax=el.emax if mx else None) if backend == "fast" else None
+    gpu = _gpu_call(backend, spec, stochastic, seed, mx_emax=el.emax if mx else None)
     numbers = {"man": el.man, "emin": el.emin, "max_value": el.max_value, "min_value": el.min_value}
 
     def fn(x: torch.Tensor) -> torch.Tensor:
