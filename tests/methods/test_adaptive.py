@@ -6,16 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import ndtr
 from scipy.stats import multivariate_normal
 
 from conftest import PAPER_DIR
 from peppp.errors import PepppError
 from peppp.methods import DEFAULT_METHOD, METHODS, get_method
+from peppp.methods.adaptive import _acquisition as acquisition
 from peppp.methods.adaptive import (
     Adaptive,
+    NOISE_FLOOR,
     Budgets,
     RowMixture,
     knowledge_gradient,
+    predictive_quantiles,
     rank_one_noise,
     screening_gain,
     silverman_scale,
@@ -124,6 +128,74 @@ def test_knowledge_gradient_matches_reconditioning_from_scratch():
     brute = [brute_force_gain(model, measured, errors, budgets, j, 3000, rng) for j in choices]
     np.testing.assert_allclose(kg, brute, atol=1e-3)  # gains here are 0.0005 to 0.01
     assert np.argmax(kg) == np.argmax(brute) and np.all(kg > 0)
+
+
+def tabulated_quantiles(weights, mean, std, probs, grid=128):
+    """The whole-grid tabulation `predictive_quantiles` stands for: the mixture CDF on `grid` points over
+    mean -/+ 6 std, inverted by linear interpolation."""
+    lo = (mean - 6 * std).min(axis=0)
+    hi = (mean + 6 * std).max(axis=0)
+    points = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, grid)[None, :]
+    cdf = np.einsum("i,icg->cg", weights, ndtr((points[None] - mean[:, :, None]) / std[:, :, None]))
+    return np.array([np.interp(probs, cdf[j], points[j]) for j in range(mean.shape[1])])
+
+
+@pytest.mark.parametrize("shape", ["one", "spread", "bimodal", "narrow-and-wide"])
+def test_predictive_quantiles_tabulate_only_the_window_that_matters_with_the_same_result(shape):
+    rng = np.random.default_rng(len(shape))
+    c, C = 40, 12
+    mean = rng.normal(0.4, {"one": 0.0, "spread": 0.05, "bimodal": 0.01, "narrow-and-wide": 0.02}[shape], (c, C))
+    std = rng.uniform(0.01, 0.03, (c, C))
+    if shape == "bimodal":
+        mean[: c // 2] += 0.3
+    if shape == "narrow-and-wide":
+        std[::3] *= 20
+    weights = rng.dirichlet(np.ones(c))
+    probs = (np.arange(64) + 0.5) / 64
+    np.testing.assert_allclose(predictive_quantiles(weights, mean, std, probs),
+                               tabulated_quantiles(weights, mean, std, probs), rtol=0, atol=1e-13)
+
+
+def dense_knowledge_gradient(post, budgets, choices, *, fantasies, max_components, rng):
+    """The knowledge gradient written out plainly (an (m-vector) regression per component and fantasy)."""
+    idx, w = post.leading(max_components, rng)
+    means = post.component_means(idx)
+    now = budgets.value(w @ means)
+    probs = (np.arange(fantasies) + 0.5) / fantasies
+    columns = post.component_columns(idx, choices)  # (c, m, C)
+    gain = []
+    for n, j in enumerate(choices):
+        var = np.maximum(columns[:, j, n], NOISE_FLOOR * 1e-3)
+        y = tabulated_quantiles(w, means[:, [j]], np.sqrt(var)[:, None], probs)[0]
+        values = []
+        for value in y:
+            lw = np.log(w) - 0.5 * (value - means[:, j]) ** 2 / var - 0.5 * np.log(var)
+            resp = np.exp(lw - lw.max())
+            resp /= resp.sum()
+            updated = resp @ (means + ((value - means[:, j]) / var)[:, None] * columns[:, :, n])
+            updated[post.measured] = post.errors
+            values.append(budgets.value(updated))
+        gain.append(now - np.mean(values))
+    return np.array(gain)
+
+
+@pytest.mark.parametrize("measured", [[], [2, 7], [0, 3, 5, 9]])
+def test_knowledge_gradient_equals_the_plain_computation_and_splits_across_threads(measured, monkeypatch):
+    monkeypatch.setattr(acquisition, "CHUNK_FLOATS", 8 * 16 * 30)  # a few choices per chunk: several chunks
+    model = small_model(seed=6)
+    memory = np.array([1, 1, 2, 3, 3, 4, 5, 6, 6, 7], dtype=float)
+    candidates = np.ones(10, dtype=bool)
+    candidates[8] = False  # a configuration outside the budgets still counts as a choice
+    budgets = Budgets.of(memory, candidates)
+    post = model.condition(measured, [0.5 + 0.01 * i for i in range(len(measured))])
+    choices = np.setdiff1d(np.arange(10), measured)
+    plain = dense_knowledge_gradient(post, budgets, choices, fantasies=16, max_components=100, rng=np.random.default_rng(0))
+    fast = knowledge_gradient(post, budgets, choices, fantasies=16, max_components=100, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-15)
+    assert np.argmax(fast) == np.argmax(plain)
+    threaded = knowledge_gradient(post, budgets, choices, fantasies=16, max_components=100, rng=np.random.default_rng(0),
+                                  workers=3)
+    np.testing.assert_array_equal(threaded, fast)
 
 
 def test_screening_gain_is_expected_improvement_of_the_budgets_containing_the_choice():
@@ -295,6 +367,7 @@ def test_a_dataset_like_a_training_one_is_recovered():
         (dict(noise_scale=0.0), "noise_scale 0.0 must be positive"),
         (dict(calibration_rows=0), "calibration_rows 0 must be a positive integer"),
         (dict(calibrate="yes"), "calibrate 'yes' must be True or False"),
+        (dict(workers=0), "workers 0 must be a positive integer"),
     ],
 )
 def test_bad_parameters(kwargs, message):

@@ -51,6 +51,7 @@ class RowMixture:
         self.rows = rows
         self.factor = factor  # (m, k): the shared covariance is factor @ factor.T
         self.noise = noise  # (N, m) cell noise variances of each component
+        self._outer: np.ndarray | None = None
 
     @classmethod
     def from_matrix(cls, error: np.ndarray, *, rank: int) -> RowMixture:
@@ -69,6 +70,13 @@ class RowMixture:
     def scaled(self, kernel_scale: float, noise_scale: float) -> RowMixture:
         """The same mixture with covariance kernel_scale^2 W W^T + noise_scale diag(noise_i)."""
         return RowMixture(self.rows, kernel_scale * self.factor, np.maximum(noise_scale * self.noise, NOISE_FLOOR))
+
+    @property
+    def outer_factor(self) -> np.ndarray:
+        """(m, k^2): row l is f_l (x) f_l, so that f_l^T R f_l = R.ravel() @ outer_factor[l] for any k x k R."""
+        if self._outer is None:
+            self._outer = (self.factor[:, :, None] * self.factor[:, None, :]).reshape(self.factor.shape[0], -1)
+        return self._outer
 
     @property
     def n_components(self) -> int:
@@ -112,7 +120,9 @@ class MixturePosterior:
         rows = self.model.rows[idx]
         if len(self.measured) == 0:
             return rows.copy()
-        return rows + self.alpha[idx] @ self.cross.T
+        factor = self.model.factor
+        # cov(f, e_S) K_i^-1 r_i = factor (factor_S^T alpha_i): through the k shared directions.
+        return rows + (self.alpha[idx] @ factor[self.measured]) @ factor.T
 
     def component_means(self, idx: np.ndarray) -> np.ndarray:
         """Posterior mean of the error (measured cells: their measurement) of components `idx`."""
@@ -123,9 +133,13 @@ class MixturePosterior:
     def component_variances(self, idx: np.ndarray) -> np.ndarray:
         """Posterior variance of every cell's error under components `idx` (0 where measured)."""
         model = self.model
-        var = np.sum(model.factor**2, axis=1)[None, :] + model.noise[idx]
-        if len(self.measured):
-            var = var - np.sum((self.cross[None] @ self.inverse[idx]) * self.cross[None], axis=2)
+        if len(self.measured) == 0:
+            var = np.sum(model.factor**2, axis=1)[None, :] + model.noise[idx]
+        else:
+            # The shared part's posterior covariance is factor (I - B K_i^-1 B^T) factor^T (`reduction`):
+            # its diagonal costs k^2 per cell instead of n^2.
+            reduce = self.reduction(idx)  # (c, k, k)
+            var = reduce.reshape(len(idx), -1) @ model.outer_factor.T + model.noise[idx]
             var[:, self.measured] = 0.0
         return np.maximum(var, 0.0)
 
