@@ -88,9 +88,11 @@ def cost_table(folds: int, *, rows=420, cols=220, rank=5, seed=0) -> None:
     E = np.clip(signal + noise, 0, 1)
     memory = np.round(rng.uniform(50, 1000, cols), 0)
     candidates = np.ones(cols, dtype=bool)
+    threads = Adaptive().threads()
     makers = {"ed": lambda: get_method("ed", rank=rank),
-              DEFAULT_METHOD: lambda: get_method(DEFAULT_METHOD, rank=rank),
-              f"{DEFAULT_METHOD}, uncalibrated std": lambda: Adaptive(rank=rank, calibrate=False)}
+              f"{DEFAULT_METHOD} ({threads} threads, the default here)": lambda: get_method(DEFAULT_METHOD, rank=rank),
+              f"{DEFAULT_METHOD}, 1 thread": lambda: Adaptive(rank=rank, workers=1),
+              f"{DEFAULT_METHOD}, uncalibrated (no nested fit)": lambda: Adaptive(rank=rank, calibrate=False)}
     seconds = {name: [] for name in makers}
     regret = {name: {n: [] for n in NS} for name in makers}
     held_out = np.linspace(0, rows - 1, folds).astype(int)

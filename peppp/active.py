@@ -237,8 +237,12 @@ class ActiveSearch:
         fit_run_ids: Sequence[str] = (),
     ) -> Frontier:
         """Every configuration with its memory and error: measured where measured (std 0, its runs),
-        else the estimate (its std, `fit_run_ids` = the runs that estimated it)."""
-        predicted, std = self.estimate()
+        else the estimate (its std, `fit_run_ids` = the runs that estimated it); with the method's
+        joint draws, how sure each memory level's pick is (`Frontier.budgets`)."""
+        if not self._session.measured:
+            raise PepppError("nothing is measured yet; observe at least one configuration before estimating")
+        estimate = self._session.estimate()
+        predicted, std, draws = estimate.predicted, estimate.predicted_std, estimate.draws
         m = len(self.configs)
         measured = _mask(m, self.measured)
         error = predicted.copy()
@@ -259,6 +263,7 @@ class ActiveSearch:
             run_ids=run_ids,
             method=self.method if method is None else method,
             recipe=recipe,
+            draws=draws,
         )
 
     def _index(self, index: int) -> int:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from peppp.completion import SoftImpute, sample_mask
 from peppp.errors import PepppError
-from peppp.frontier._uncertainty import probability_best_nested
+from peppp.frontier._uncertainty import draws_by_budget, probability_best_nested
 from peppp.matrices import read_matrix_csv, validate_matrices
 from peppp.methods import DEFAULT_METHOD, METHODS, get_method
 from peppp.pareto import best_for_budget, budget_regret, convergence, hyperdiff, pareto_mask
@@ -242,21 +242,24 @@ def std_coverage(true_error: np.ndarray, estimate: np.ndarray, std: np.ndarray, 
 
 
 def recommendation_outcomes(memory_mb: np.ndarray, true_error: np.ndarray, error: np.ndarray,
-                            std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                            std: np.ndarray, draws: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For every budget of the true frontier (its distinct memories, as `budget_regret`): the
     probability that the recommendation is the best within the budget, as `Frontier.best_for` states it
-    (independent normals with the estimate's means and stds), and whether it truly is. Budgets whose
-    candidates include one without a std (NaN) are left out."""
+    (from the estimate's joint `draws` when the method gives them, else independent normals with the
+    estimate's means and stds), and whether it truly is. Without draws, budgets whose candidates
+    include one without a std (NaN) are left out."""
     budgets = np.unique(memory_mb[pareto_mask(memory_mb, true_error)])
     order = np.argsort(memory_mb, kind="stable")
     sizes = np.searchsorted(memory_mb[order], budgets, side="right")
     picks = np.array([best_for_budget(memory_mb, error, b) for b in budgets], dtype=int)
+    best_true = np.minimum.accumulate(true_error[order])[sizes - 1]
+    if draws is not None:
+        return draws_by_budget(draws, order, sizes, picks)[0], true_error[picks] <= best_true
     known = np.array([np.isfinite(std[order[:k]]).all() for k in sizes], dtype=bool)
     if not known.any():
         return np.zeros(0), np.zeros(0, dtype=bool)
-    sizes, picks, budgets = sizes[known], picks[known], budgets[known]
+    sizes, picks, best_true = sizes[known], picks[known], best_true[known]
     probability = probability_best_nested(error, std, order, sizes, picks)
-    best_true = np.minimum.accumulate(true_error[order])[sizes - 1]
     return probability, true_error[picks] <= best_true
 
 
@@ -268,7 +271,8 @@ def score_fold(*, true_error: np.ndarray, memory_mb: np.ndarray, estimate, picks
     mem, truth, pred = memory_mb[cand], true_error[cand], estimate.predicted[cand]
     unmeasured = np.ones(len(true_error), dtype=bool)
     unmeasured[picks] = False
-    probability, truly_best = recommendation_outcomes(mem, truth, estimate.error[cand], estimate.std[cand])
+    draws = None if estimate.draws is None else estimate.draws[:, cand]
+    probability, truly_best = recommendation_outcomes(mem, truth, estimate.error[cand], estimate.std[cand], draws)
     return {
         # The user-facing recommendation: measured configurations carry their measured error.
         "regret": budget_regret(mem, truth, estimate.error[cand]),

@@ -66,7 +66,7 @@ def test_register_twice_moves_champion_to_the_newest(store):
     assert client.get_registered_model(name).aliases == {"champion": 2}
     version = client.get_model_version(name, "2")
     assert version.run_id == store["runs"][1] and version.source.endswith("/frontier")
-    assert version.tags["dataset"] == DATASET and version.tags["schema_version"] == "1"
+    assert version.tags["dataset"] == DATASET and version.tags["schema_version"] == "2"
     files = {f.path for f in client.list_artifacts(store["runs"][1], "frontier")}
     assert files == {"frontier/frontier.json", "frontier/frontier.csv", "frontier/frontier.png"}
     assert list_frontier_models(client=client) == [name]

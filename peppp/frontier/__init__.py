@@ -5,7 +5,7 @@ No MLflow; pandas and matplotlib load only inside the methods that use them. Rea
 how sure a pick is, `_plot` the PNG; the files are written whole by `peppp._io`.
 """
 
-from peppp.frontier._point import FrontierPoint
+from peppp.frontier._point import BudgetLevel, FrontierPoint
 from peppp.frontier._schema import (
     ARTIFACT_FILES,
     CSV_FILE,
@@ -22,6 +22,7 @@ __all__ = [
     "ARTIFACT_FILES",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "BudgetLevel",
     "Frontier",
     "FrontierPoint",
     "Recommendation",

@@ -83,3 +83,30 @@ class FrontierPoint:
             "run_ids": list(self.run_ids),
         }
 
+
+
+@dataclass(frozen=True)
+class BudgetLevel:
+    """How sure the pick is for the memory budgets from `memory_mb` up to the next level: the probability
+    that it truly has the least error among the configurations within the budget, and the error it is
+    expected to give away against the truly best, both from the estimating method's joint draws of
+    the errors (which carry how the configurations' errors move together)."""
+
+    memory_mb: float
+    probability_best: float
+    expected_regret: float
+
+    def __post_init__(self) -> None:
+        where = f"budget level {self.memory_mb!r} MB"
+        if not is_number(self.memory_mb) or not (finite(self.memory_mb) and self.memory_mb > 0):
+            raise PepppError(f"{where}: memory_mb must be a finite number > 0")
+        if not is_number(self.probability_best) or not (finite(self.probability_best) and 0.0 <= self.probability_best <= 1.0):
+            raise PepppError(f"{where}: probability_best={self.probability_best!r} must be a number in [0, 1]")
+        if not is_number(self.expected_regret) or not (finite(self.expected_regret) and self.expected_regret >= 0):
+            raise PepppError(f"{where}: expected_regret={self.expected_regret!r} must be a finite number >= 0")
+        for name in ("memory_mb", "probability_best", "expected_regret"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def to_dict(self) -> dict:
+        return {"memory_mb": self.memory_mb, "probability_best": self.probability_best,
+                "expected_regret": self.expected_regret}

@@ -15,20 +15,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from peppp.errors import PepppError
-from peppp.frontier._point import FrontierPoint, is_number
+from peppp.frontier._point import BudgetLevel, FrontierPoint, is_number
 
 if TYPE_CHECKING:
     from peppp.frontier._value import Frontier
 
 SCHEMA = "peppp.frontier"
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+# Version 2 adds "budgets": how sure each memory level's pick is, from the method's joint draws (empty
+# when the method has none). Version 1 files are still read (no budgets: independent normals).
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 JSON_FILE, CSV_FILE, PLOT_FILE = "frontier.json", "frontier.csv", "frontier.png"
 ARTIFACT_FILES = (JSON_FILE, CSV_FILE, PLOT_FILE)
 # A frontier of a few hundred configurations is tens of kB; anything far larger is not one of ours.
 MAX_JSON_BYTES = 50 * 1024**2
 
 _POINT_FIELDS = ("config", "memory_mb", "error", "error_std", "measured", "run_ids")
+_BUDGET_FIELDS = ("memory_mb", "probability_best", "expected_regret")
 _TOP_FIELDS = (
     "schema",
     "schema_version",
@@ -47,9 +50,13 @@ def unknown_version(version: object) -> str:
     return f"frontier schema_version {version!r} is unknown; this peppp reads {readable}"
 
 
+def _top_fields(version: int) -> tuple[str, ...]:
+    return _TOP_FIELDS if version == 1 else (*_TOP_FIELDS, "budgets")
+
+
 def to_dict(frontier: Frontier) -> dict:
-    """The JSON object of a frontier, fields in the schema's order."""
-    return {
+    """The JSON object of a frontier, fields in the schema's order (version 1: no budgets)."""
+    data = {
         "schema": SCHEMA,
         "schema_version": frontier.schema_version,
         "dataset": frontier.dataset,
@@ -59,6 +66,9 @@ def to_dict(frontier: Frontier) -> dict:
         "created_at": frontier.created_at,
         "points": [p.to_dict() for p in frontier.points],
     }
+    if frontier.schema_version != 1:
+        data["budgets"] = [b.to_dict() for b in frontier.budgets]
+    return data
 
 
 def dumps(data: dict) -> str:
@@ -76,7 +86,7 @@ def fields_from_dict(data: object) -> dict:
     # Stricter than the value's own check: JSON's 1.0 and true are not the integer 1.
     if not isinstance(version, int) or isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise PepppError(unknown_version(version) + " (upgrade peppp to read newer ones)")
-    _check_fields("frontier", data, _TOP_FIELDS)
+    _check_fields("frontier", data, _top_fields(version), version)
     # Checked here although the value checks them too: created_at must be text before it is parsed.
     for name in ("dataset", "meta_experiment", "method", "recipe", "created_at"):
         if not isinstance(data[name], str):
@@ -88,7 +98,11 @@ def fields_from_dict(data: object) -> dict:
     if not isinstance(data["points"], list):
         raise PepppError(f"frontier field 'points' must be a list, got {type(data['points']).__name__}")
     points = tuple(_point_from_dict(i, p) for i, p in enumerate(data["points"]))
+    budgets = data.get("budgets", [])
+    if not isinstance(budgets, list):
+        raise PepppError(f"frontier field 'budgets' must be a list, got {type(budgets).__name__}")
     return {
+        "budgets": tuple(_budget_from_dict(i, b) for i, b in enumerate(budgets)),
         "dataset": data["dataset"],
         "meta_experiment": data["meta_experiment"],
         "points": points,
@@ -135,7 +149,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise PepppError(f"cannot read frontier {path}: {exc.strerror or exc}") from None
 
 
-def _check_fields(where: str, data: dict, expected: Sequence[str]) -> None:
+def _check_fields(where: str, data: dict, expected: Sequence[str], version: int = SCHEMA_VERSION) -> None:
     missing = [k for k in expected if k not in data]
     if missing:
         raise PepppError(f"{where} lacks field(s) {', '.join(map(repr, missing))}")
@@ -143,7 +157,7 @@ def _check_fields(where: str, data: dict, expected: Sequence[str]) -> None:
     if unknown:
         raise PepppError(
             f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; schema version "
-            f"{SCHEMA_VERSION} allows {', '.join(expected)}"
+            f"{version} allows {', '.join(expected)}"
         )
 
 
@@ -174,5 +188,19 @@ def _point_from_dict(index: int, data: object) -> FrontierPoint:
             measured=data["measured"],
             run_ids=tuple(data["run_ids"]),
         )
+    except PepppError as exc:
+        raise PepppError(f"{where}: {exc}") from None
+
+
+def _budget_from_dict(index: int, data: object) -> BudgetLevel:
+    where = f"frontier budgets[{index}]"
+    if not isinstance(data, dict):
+        raise PepppError(f"{where} must be an object, got {type(data).__name__}")
+    _check_fields(where, data, _BUDGET_FIELDS)
+    for name in _BUDGET_FIELDS:
+        if not is_number(data[name]):
+            raise PepppError(f"{where}.{name} must be a number, got {data[name]!r}")
+    try:
+        return BudgetLevel(**{name: data[name] for name in _BUDGET_FIELDS})
     except PepppError as exc:
         raise PepppError(f"{where}: {exc}") from None

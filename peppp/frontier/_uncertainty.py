@@ -90,3 +90,22 @@ def probability_best_nested(mean: np.ndarray, std: np.ndarray, order: np.ndarray
         running = np.cumsum(log_survival, axis=1)
         out[rows] = np.exp(running[:, sizes[rows] - 1]).mean(axis=0)
     return out
+
+
+def draws_by_budget(draws: np.ndarray, order: np.ndarray, sizes: np.ndarray,
+                    picks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`probability_best` and `expected_regret` of nested candidate sets from joint draws of the errors
+    (draws x candidates): set b is `order[:sizes[b]]` and its pick `picks[b]`. The probability is the
+    share of draws in which the pick's error is the least of its set (ties count for it), the expected
+    regret the mean of the pick's error minus the set's least."""
+    draws = np.asarray(draws, dtype=float)
+    order, sizes, picks = np.asarray(order, dtype=int), np.asarray(sizes, dtype=int), np.asarray(picks, dtype=int)
+    least = np.empty((draws.shape[0], len(sizes)))
+    running, start = np.full(draws.shape[0], np.inf), 0
+    for b in np.argsort(sizes, kind="stable"):
+        if sizes[b] > start:
+            running = np.minimum(running, draws[:, order[start : sizes[b]]].min(axis=1))
+            start = int(sizes[b])
+        least[:, b] = running
+    chosen = draws[:, picks]
+    return (chosen <= least).mean(axis=0), np.maximum(chosen - least, 0.0).mean(axis=0)

@@ -15,9 +15,9 @@ import numpy as np
 from peppp._io import atomic_write_bytes, atomic_write_text
 from peppp.errors import PepppError
 from peppp.frontier import _plot, _schema
-from peppp.frontier._point import FrontierPoint, is_number
+from peppp.frontier._point import BudgetLevel, FrontierPoint, is_number
 from peppp.frontier._schema import CSV_FILE, JSON_FILE, PLOT_FILE, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
-from peppp.frontier._uncertainty import candidate_std, expected_regret, probability_best
+from peppp.frontier._uncertainty import candidate_std, draws_by_budget, expected_regret, probability_best
 from peppp.pareto import best_for_budget, pareto_mask
 
 
@@ -30,9 +30,10 @@ class Recommendation:
     """What `Frontier.best_for(budget_mb)` answers: the pick, the runner-up and how sure the pick is.
 
     `probability_best` is the probability that the pick truly has the least error among the
-    `candidates` configurations within the budget, if their errors were independent normals with the
-    points' means and stds (a measured point without a std counts as exact); None when an estimated
-    candidate has no std. `expected_regret` is, under the same model, the expected error the pick gives
+    `candidates` configurations within the budget: from the frontier's `budgets` (the estimating
+    method's joint draws of the errors) when it has them, else as if the errors were independent
+    normals with the points' means and stds (a measured point without a std counts as exact); None when
+    neither is known. `expected_regret` is, under the same model, the expected error the pick gives
     away against the truly best candidate.
     """
 
@@ -100,6 +101,7 @@ class Frontier:
     recipe: str = ""
     created_at: str = field(default_factory=_utc_now)
     schema_version: int = SCHEMA_VERSION
+    budgets: tuple[BudgetLevel, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("dataset", "meta_experiment", "method", "recipe", "created_at"):
@@ -120,6 +122,20 @@ class Frontier:
                 raise PepppError(f"configuration {p.config!r} appears twice in the frontier of {self.dataset!r}")
             seen.add(p.config)
         object.__setattr__(self, "points", points)
+        budgets = tuple(self.budgets)
+        if budgets:
+            if self.schema_version == 1:
+                raise PepppError("frontier schema_version 1 has no budgets; write version 2")
+            if not all(isinstance(b, BudgetLevel) for b in budgets):
+                raise PepppError("frontier budgets must be BudgetLevel values")
+            levels = [b.memory_mb for b in budgets]
+            memories = sorted({p.memory_mb for p in points})
+            if levels != memories:
+                raise PepppError(
+                    f"frontier of {self.dataset!r}: budgets must list each distinct memory of its points once, "
+                    f"increasing ({len(memories)} levels), got {len(levels)}"
+                )
+        object.__setattr__(self, "budgets", budgets)
 
     # -- building ------------------------------------------------------------------------------------
 
@@ -137,11 +153,14 @@ class Frontier:
         run_ids: Sequence[Sequence[str]] | None = None,
         method: str = "",
         recipe: str = "",
+        draws: np.ndarray | None = None,
     ) -> Frontier:
         """A frontier from aligned per-configuration arrays, as the estimation step has them.
 
         Estimated errors are clipped to [0, 1]: an error is a fraction, and a linear prediction may
         overshoot it slightly. Measured errors are taken as they are. NaN in `error_std` means unknown.
+        `draws` (draws x configurations), the method's joint draws of the errors when it has them, give
+        each memory level's `probability_best` and `expected_regret` (`budgets`).
         """
         n = len(configs)
         memory = np.asarray(memory_mb, dtype=float)
@@ -173,7 +192,20 @@ class Frontier:
             )
             for i in range(n)
         )
-        return cls(dataset=dataset, meta_experiment=meta_experiment, points=points, method=method, recipe=recipe)
+        budgets: tuple[BudgetLevel, ...] = ()
+        if draws is not None:
+            draws = np.asarray(draws, dtype=float)
+            if draws.ndim != 2 or draws.shape[1] != n or len(draws) == 0 or not np.all(np.isfinite(draws)):
+                raise PepppError(f"draws must be a finite (draws x {n}) array, got shape {draws.shape}")
+            estimate = np.array([p.error for p in points])
+            levels = np.unique(memory)
+            order = np.argsort(memory, kind="stable")
+            sizes = np.searchsorted(memory[order], levels, side="right")
+            picks = np.array([best_for_budget(memory, estimate, b) for b in levels], dtype=int)
+            probability, regret = draws_by_budget(draws, order, sizes, picks)
+            budgets = tuple(BudgetLevel(float(b), float(p), float(r)) for b, p, r in zip(levels, probability, regret))
+        return cls(dataset=dataset, meta_experiment=meta_experiment, points=points, method=method, recipe=recipe,
+                   budgets=budgets)
 
     # -- questions -----------------------------------------------------------------------------------
 
@@ -223,7 +255,10 @@ class Frontier:
         candidates = [self.points[i] for i in fits]
         std = candidate_std(candidates)
         probability = regret = None
-        if std is not None:
+        if self.budgets:
+            level = self.budgets[int(np.searchsorted([b.memory_mb for b in self.budgets], memory_mb, side="right")) - 1]
+            probability, regret = level.probability_best, level.expected_regret
+        elif std is not None:
             mean = err[fits]
             pick = int(np.flatnonzero(fits == best)[0])
             probability = probability_best(mean, std, pick)

@@ -30,12 +30,16 @@ class Estimate:
     paper's HyperDiff scores); `predicted_std` is the model's standard deviation of each prediction
     (NaN where the method cannot tell). `error` and `std` are what a user is told: at a measured
     configuration the measured error, with std 0. Standard deviations are capped at `MAX_ERROR_STD`.
+    `draws` (draws x configurations), when the method has a joint model, are joint draws of the errors
+    (measured ones fixed) that `probability_best` and the expected regret are computed from; without
+    them the errors are taken as independent normals (`error`, `std`).
     """
 
     error: np.ndarray
     predicted: np.ndarray
     std: np.ndarray
     predicted_std: np.ndarray
+    draws: np.ndarray | None = None
 
 
 class Session(ABC):
@@ -108,7 +112,12 @@ class Session(ABC):
         error[self.measured] = self.errors
         std = predicted_std.copy()
         std[self.measured] = 0.0
-        return Estimate(error=error, predicted=predicted, std=std, predicted_std=predicted_std)
+        return Estimate(error=error, predicted=predicted, std=std, predicted_std=predicted_std, draws=self._draws(error))
+
+    def _draws(self, error: np.ndarray) -> np.ndarray | None:
+        """Joint draws of every configuration's error around `error` (draws x configurations, measured
+        ones fixed), or None when the method has no joint model."""
+        return None
 
     @abstractmethod
     def _propose(self, k: int) -> Sequence[int]:

@@ -399,17 +399,39 @@ def test_beats_ed_on_the_paper_matrix_side_by_side():
 # calibration of the std
 
 
-def test_std_scales_shrink_an_overwide_spread_and_widen_an_overnarrow_one():
-    from peppp.methods.adaptive._calibration import std_scales
+def test_scales_shrink_an_overwide_spread_and_widen_an_overnarrow_one():
+    from peppp.methods.adaptive._calibration import fit_scales
 
     E = low_rank_matrix(n_rows=40, m=20, k=2, noise=0.02, seed=4)
     basis = RowMixture.from_matrix(E, rank=2)
     memory = np.linspace(10.0, 200.0, 20)
     candidates = np.ones(20, dtype=bool)
     sizes = np.array([1, 3, 6])
-    wide = std_scales(basis.scaled(1.0, 16.0), memory, candidates, sizes, rows=15, seed=0)
-    narrow = std_scales(basis.scaled(0.05, 0.05), memory, candidates, sizes, rows=15, seed=0)
-    assert (wide < 0.8).all() and (narrow > 1.25).all()
+    wide_std, wide_draws = fit_scales(basis.scaled(1.0, 16.0), memory, candidates, sizes, rows=15, seed=0)
+    narrow_std, narrow_draws = fit_scales(basis.scaled(0.05, 0.05), memory, candidates, sizes, rows=15, seed=0)
+    assert (wide_std < 0.8).all() and (narrow_std > 1.25).all()
+    assert (wide_draws < 1).all()  # an over-wide mixture over-spreads its draws too
+
+
+def test_probabilities_by_scale_are_the_share_of_draws_where_the_pick_is_least():
+    from peppp.methods.adaptive._calibration import PROBABILITY_SCALES, _probabilities_by_scale
+    from peppp.pareto import best_for_budget, pareto_mask
+
+    rng = np.random.default_rng(3)
+    memory = np.repeat([10.0, 20.0, 30.0, 40.0, 50.0, 60.0], 2)
+    truth = rng.uniform(0.2, 0.6, 12)
+    estimate = truth + rng.normal(0, 0.05, 12)
+    deviation = rng.normal(0, 0.05, (300, 12)) + rng.normal(0, 0.05, (300, 1))
+    probability, outcome = _probabilities_by_scale(memory, truth, estimate, deviation)
+    levels = np.unique(memory[pareto_mask(memory, truth)])
+    for b, level in enumerate(levels):
+        inside = np.flatnonzero(memory <= level)
+        pick = best_for_budget(memory, estimate, level)
+        assert outcome[b] == (truth[pick] <= truth[inside].min())
+        for s, t in enumerate(PROBABILITY_SCALES):
+            draws = estimate[None, inside] + t * deviation[:, inside]
+            least = draws[:, list(inside).index(pick)] <= draws.min(axis=1)
+            assert probability[s, b] == pytest.approx(least.mean(), abs=1e-12)
 
 
 def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone():
@@ -436,12 +458,13 @@ def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone
     assert abs(np.mean(covered[True]) - target) < 0.08
 
 
-def test_std_scales_with_every_candidate_measured_is_one():
-    from peppp.methods.adaptive._calibration import std_scales
+def test_scales_with_every_candidate_measured_are_one():
+    from peppp.methods.adaptive._calibration import fit_scales
 
     E = low_rank_matrix(n_rows=12, m=8, k=2, seed=1)
     model = RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
     candidates = np.zeros(8, dtype=bool)
     candidates[:3] = True
-    scales = std_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5, seed=0)
-    assert scales[1] == 1.0 and scales[0] != 1.0
+    std, draws = fit_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5, seed=0)
+    assert std[1] == 1.0 and std[0] != 1.0
+    assert draws[1] == 1.0

@@ -158,9 +158,13 @@ def screening_gain(mean: np.ndarray, std: np.ndarray, budgets: Budgets, choices:
     position = np.empty(len(mean), dtype=int)
     position[order] = np.searchsorted(ends, np.arange(len(order)))  # first budget level containing j
     out = np.zeros(len(choices))
-    for n, j in enumerate(choices):
-        levels = prefix_min[position[j] :]
-        s = max(float(std[j]), 1e-12)
-        d = (levels - mean[j]) / s
-        out[n] = float(np.sum(s * (d * ndtr(d) + np.exp(-0.5 * d * d) / np.sqrt(2 * np.pi)) - np.maximum(levels - mean[j], 0)))
+    step = max(1, CHUNK_FLOATS // (4 * len(ends)))
+    for start in range(0, len(choices), step):  # (choice, level) pairs at once: the levels containing j
+        cols = choices[start : start + step]
+        row, level = np.nonzero(np.arange(len(ends))[None, :] >= position[cols][:, None])
+        s = np.maximum(std[cols], 1e-12)[row]
+        diff = prefix_min[level] - mean[cols][row]
+        d = diff / s
+        value = s * (d * ndtr(d) + np.exp(-0.5 * d * d) / np.sqrt(2 * np.pi)) - np.maximum(diff, 0)
+        out[start : start + len(cols)] = np.bincount(row, weights=value, minlength=len(cols))
     return out / len(ends)

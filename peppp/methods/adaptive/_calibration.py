@@ -1,49 +1,118 @@
-"""Calibration of the adaptive method's stds, from the training rows alone: a nested leave-one-out in
-which training rows play the new dataset, so that +-1 std covers about 68% of the unmeasured cells."""
+"""Calibration of the adaptive method's uncertainty, from the training rows alone: a nested leave-one-out
+in which training rows play the new dataset. Two factors per number of measurements come out of it:
+the std's (so that +-1 std covers about 68% of the unmeasured cells) and the spread of the joint draws
+that `probability_best` is computed from (so that "best with probability p" is right p of the time)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from peppp.methods.adaptive._acquisition import Budgets, screening_gain
-from peppp.methods.adaptive._mixture import RowMixture
+from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture
+from peppp.pareto import best_for_budget, pareto_mask
 
 # Share of a normal distribution within +-1 standard deviation.
 ONE_STD_COVERAGE = 0.6826894921370859
+# The factors tried for the draws' spread, and how many draws each nested posterior gets.
+PROBABILITY_SCALES = np.round(np.arange(0.30, 1.801, 0.05), 2)
+NESTED_DRAWS = 256
 
 
-def std_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray, sizes: np.ndarray, *, rows: int,
-               seed: int) -> np.ndarray:
-    """The factor per number of measurements in `sizes` by which the posterior std must be multiplied
-    for +-1 std to cover 68.3% of held-out training rows' unmeasured cells.
+def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray, sizes: np.ndarray, *, rows: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The std's factor and the draws' factor for each number of measurements in `sizes`.
 
     Up to `rows` training rows (a seeded choice) are held out in turn: the mixture without that row's
-    component plays the prior, the cells measured are the first n of one order (the prior's cheap
-    screening gain over the memory budgets, the kind of cells the knowledge gradient measures first),
-    and each unmeasured candidate's |true - mean| / std is collected per n. The principal directions and noise levels
-    stay those of all training rows (one SVD; a held-out row moves them little). A size that leaves no
-    candidate unmeasured gets factor 1.
+    component plays the prior, and the held-out row's cells are measured one by one where the cheap
+    screening gain of the posterior so far is largest (`screening_gain`: the kind of cells, in the
+    order, that a session measures; the knowledge gradient itself would cost too much here). Then, per n:
+    - std factor: the 68.3% quantile of |true - mean| / std over the unmeasured candidates;
+    - draws factor: the t in `PROBABILITY_SCALES` of least Brier score of `probability_best` over the
+      held-out rows' budgets (the true frontier's memories, as the evaluation scores them), where the
+      probability comes from the posterior's joint draws with their deviations from the mean times t.
+    The principal directions and noise levels stay those of all training rows (one SVD; a held-out row
+    moves them little). A size that leaves no candidate unmeasured gets factors 1.
     """
-    n_rows, m = model.rows.shape
+    n_rows = model.rows.shape[0]
     sizes = np.asarray(sizes, dtype=int)
     held = np.random.default_rng(seed).permutation(n_rows)[: min(rows, n_rows)]
-    post = model.condition([], [])
-    mean, var, _ = post.moments()
     choices = np.flatnonzero(candidates)
-    gain = screening_gain(mean, np.sqrt(var), Budgets.of(memory_mb, candidates), choices)
-    order = choices[np.argsort(-gain, kind="stable")[: int(sizes.max())]]
+    budgets = Budgets.of(memory_mb, candidates)
     z = [[] for _ in sizes]
+    brier = np.zeros((len(sizes), len(PROBABILITY_SCALES)))
+    scored = np.zeros(len(sizes), dtype=bool)
     for r in held:
         keep = np.arange(n_rows) != r
         nested = RowMixture(model.rows[keep], model.factor, model.noise[keep])
         truth = model.rows[r]
-        for s, n in enumerate(sizes):
-            measured = order[:n]
-            mean, var, _ = nested.condition(measured, truth[measured]).moments()
+        for s, (measured, posterior, mean, var) in enumerate(_screening_picks(nested, truth, budgets, candidates, sizes)):
             free = candidates.copy()
             free[measured] = False
             if not free.any():
                 continue
             z[s].append(np.abs(truth[free] - mean[free]) / np.sqrt(np.maximum(var[free], 1e-300)))
+            deviation = posterior.draws(NESTED_DRAWS, np.random.default_rng([seed, int(r), len(measured)])) - mean
+            probability, outcome = _probabilities_by_scale(memory_mb[choices], truth[choices], mean[choices],
+                                                           deviation[:, choices])
+            brier[s] += ((probability - outcome[None, :]) ** 2).sum(axis=1)
+            scored[s] |= len(outcome) > 0
     # A size that leaves no candidate unmeasured has nothing to calibrate: factor 1.
-    return np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) if values else 1.0 for values in z])
+    std = np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) if values else 1.0 for values in z])
+    draws = np.where(scored, PROBABILITY_SCALES[np.argmin(brier, axis=1)], 1.0)
+    return std, draws
+
+
+def _screening_picks(model: RowMixture, truth: np.ndarray, budgets: Budgets, candidates: np.ndarray,
+                     sizes: np.ndarray) -> list[tuple[np.ndarray, MixturePosterior, np.ndarray, np.ndarray]]:
+    """The cells of `truth` measured one by one, each where the cheap screening gain of the posterior so
+    far is largest (the kind of cells, and in the order, that a session measures); for each size in
+    `sizes` (increasing; fewer when the candidates run out) the cells, the posterior and its mean and
+    variance."""
+    posterior = model.condition([], [])
+    out = []
+    measured: list[int] = []
+    while len(out) < len(sizes):
+        mean, var, _ = posterior.moments()
+        if len(measured) == sizes[len(out)]:
+            out.append((np.array(measured, dtype=int), posterior, mean, var))
+            if len(out) == len(sizes):
+                break
+        free = candidates.copy()
+        free[measured] = False
+        choices = np.flatnonzero(free)
+        if len(choices) == 0:
+            break
+        cell = int(choices[np.argmax(screening_gain(mean, np.sqrt(var), budgets, choices))])
+        measured.append(cell)
+        posterior = posterior.extended(cell, truth[cell])
+    return out
+
+
+def _probabilities_by_scale(memory: np.ndarray, truth: np.ndarray, estimate: np.ndarray,
+                            deviation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """probability_best of every budget of the true frontier for each factor t of `PROBABILITY_SCALES`
+    ((scales, budgets)), and whether each budget's pick is truly the best ((budgets,)).
+
+    With draws y = estimate + t d, the pick p (least estimate within the budget) is the least draw iff
+    t (d_p - d_l) <= estimate_l - estimate_p for every l within the budget: iff t <= T, the least ratio
+    over the l with d_p > d_l. So T is found once per draw and budget, and every t costs a comparison.
+    """
+    levels = np.unique(memory[pareto_mask(memory, truth)])
+    order = np.argsort(memory, kind="stable")
+    ends = np.searchsorted(memory[order], levels, side="right")
+    picks = np.array([best_for_budget(memory, estimate, b) for b in levels], dtype=int)
+    outcome = truth[picks] <= np.minimum.accumulate(truth[order])[ends - 1]
+    limit = np.empty((deviation.shape[0], len(levels)))
+    for pick in np.unique(picks):
+        budgets = np.flatnonzero(picks == pick)  # increasing ends
+        ahead = deviation[:, [pick]] - deviation[:, order]  # (draws, cells in memory order)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(ahead > 0, (estimate[order] - estimate[pick])[None, :] / ahead, np.inf)
+        running, start = np.full(deviation.shape[0], np.inf), 0
+        for b in budgets:
+            if ends[b] > start:
+                running = np.minimum(running, ratio[:, start : ends[b]].min(axis=1))
+                start = ends[b]
+            limit[:, b] = running
+    probability = (PROBABILITY_SCALES[:, None, None] <= limit[None, :, :]).mean(axis=1)
+    return probability, outcome.astype(float)

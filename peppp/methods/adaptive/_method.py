@@ -10,7 +10,7 @@ import numpy as np
 from peppp.errors import PepppError
 from peppp.methods._base import ActiveMethod, Session
 from peppp.methods.adaptive._acquisition import Budgets, knowledge_gradient, screening_gain
-from peppp.methods.adaptive._calibration import std_scales
+from peppp.methods.adaptive._calibration import fit_scales
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture, silverman_scale
 
 
@@ -22,28 +22,41 @@ class AdaptiveSession(Session):
     measurement, as the noise model splits the residual), its `std` the posterior standard deviation
     of the error itself, times the calibration factor for the number measured (`Adaptive.calibrate`)."""
 
-    # Numbers of measurements at which the std's calibration factor is fitted; interpolated between.
+    # Numbers of measurements at which the calibration factors are fitted; interpolated between.
     CALIBRATION_SIZES = (1, 2, 3, 5, 8, 12, 20)
+    # Joint draws of the errors behind probability_best (its standard error is at most 0.011).
+    DRAWS = 2048
 
     def __init__(self, method: Adaptive, **kwargs):
         super().__init__(**kwargs)
         self.method = method
-        self._std_scales: tuple[np.ndarray, np.ndarray] | None = None
+        self._fitted_scales: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sizes, std factors, draws factors), fitted once per session from the training rows (and this
+        dataset's memory, which picks the kind of cells measured); the candidates are those the session
+        started with."""
+        if self._fitted_scales is None:
+            sizes = np.array([n for n in self.CALIBRATION_SIZES if n < self.candidates.sum()] or [1])
+            std, draws = fit_scales(self.method.model_, self.memory_mb, self.candidates, sizes,
+                                    rows=self.method.calibration_rows, seed=self.seed)
+            self._fitted_scales = (sizes, std, draws)
+        return self._fitted_scales
 
     def std_scale(self, n_measured: int) -> float:
         """The calibration factor of the posterior std after `n_measured` measurements (1 uncalibrated)."""
-        method = self.method
-        if not method.calibrate:
+        if not self.method.calibrate:
             return 1.0
-        if self._std_scales is None:
-            # Fitted once per session from the training rows (and this dataset's memory, which picks
-            # the kind of cells measured); the candidates are those the session started with.
-            sizes = np.array([n for n in self.CALIBRATION_SIZES if n < self.candidates.sum()] or [1])
-            scales = std_scales(method.model_, self.memory_mb, self.candidates, sizes,
-                                rows=method.calibration_rows, seed=self.seed)
-            self._std_scales = (sizes, scales)
-        sizes, scales = self._std_scales
-        return float(np.interp(n_measured, sizes, scales))
+        sizes, std, _ = self._scales()
+        return float(np.interp(n_measured, sizes, std))
+
+    def probability_scale(self, n_measured: int) -> float:
+        """The factor of the joint draws' deviations from the mean that `probability_best` is computed
+        with, after `n_measured` measurements (1 uncalibrated)."""
+        if not self.method.calibrate:
+            return 1.0
+        sizes, _, draws = self._scales()
+        return float(np.interp(n_measured, sizes, draws))
 
     def _posterior(self, measured: list[int], errors: list[float]) -> MixturePosterior:
         return self.method.model_.condition(measured, errors)
@@ -101,6 +114,16 @@ class AdaptiveSession(Session):
         return signal, np.sqrt(var) * self.std_scale(len(self.measured))
 
 
+    def _draws(self, error: np.ndarray) -> np.ndarray:
+        post = self._posterior(self.measured, self.errors)
+        mean = post.moments()[0]
+        rng = np.random.default_rng([self.seed, len(self.measured), 7])
+        deviation = post.draws(self.DRAWS, rng) - mean
+        out = error[None, :] + self.probability_scale(len(self.measured)) * deviation
+        out[:, self.measured] = self.errors
+        return out
+
+
 class Adaptive(ActiveMethod):
     """Mixture-of-datasets posterior, knowledge-gradient picks (peppp's default method).
 
@@ -119,9 +142,11 @@ class Adaptive(ActiveMethod):
     workers: threads that share one knowledge gradient's choices (None: up to 4, one per core this process
       may use); picks do not depend on it. BLAS is held to one thread meanwhile.
     calibrate: multiply the posterior std by a factor per number of measurements, fitted in a nested
-      leave-one-out over `calibration_rows` training rows (`std_scales`), so that +-1 std covers about
+      leave-one-out over `calibration_rows` training rows (`fit_scales`), so that +-1 std covers about
       68% of the unmeasured configurations (uncalibrated, it covers 80-88% after 3-8 measurements on
-      the paper's matrix: the mixture's spread is wider than its errors). Picks do not depend on it.
+      the paper's matrix: the mixture's spread is wider than its errors); and scale the joint draws
+      that `probability_best` is computed from by a second factor, fitted in the same leave-one-out for
+      the least Brier score. Picks do not depend on it.
     """
 
     name = "adaptive"

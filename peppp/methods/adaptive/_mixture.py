@@ -105,13 +105,41 @@ class MixturePosterior:
         K = cross[measured][None, :, :] + _diagonals(model.noise[:, measured])  # (N, n, n)
         L = np.linalg.cholesky(K)
         self.inverse = np.linalg.inv(K)
-        residual = errors[None, :] - model.rows[:, measured]
+        self.cross = cross
+        self._weigh(errors[None, :] - model.rows[:, measured], 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1))
+
+    def _weigh(self, residual: np.ndarray, log_det: np.ndarray) -> None:
+        """alpha_i = K_i^-1 r_i and the weights by each component's likelihood of the measurements."""
+        self.residual, self.log_det = residual, log_det
         self.alpha = np.einsum("ijk,ik->ij", self.inverse, residual)  # K_i^-1 r_i
-        log_det = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
         log_like = -0.5 * np.einsum("ij,ij->i", residual, self.alpha) - 0.5 * log_det
         w = np.exp(log_like - log_like.max())
         self.weights = w / w.sum()
-        self.cross = cross
+
+    def extended(self, cell: int, error: float) -> MixturePosterior:
+        """This posterior conditioned on one more measurement (`cell` unmeasured so far), by the block
+        update of each K_i^-1: n^2 per component instead of n^3 from scratch."""
+        if len(self.measured) == 0:
+            return MixturePosterior(self.model, np.array([cell]), np.array([float(error)]))
+        model = self.model
+        new = MixturePosterior.__new__(MixturePosterior)
+        new.model = model
+        new.measured = np.append(self.measured, int(cell))
+        new.errors = np.append(self.errors, float(error))
+        column = model.factor @ model.factor[cell]  # cov(f, e_cell): the shared part
+        b = column[self.measured]  # the same for every component (noise is per cell)
+        u = self.inverse @ b  # (N, n)
+        schur = column[cell] + model.noise[:, cell] - u @ b  # (N,)
+        n = len(self.measured)
+        inverse = np.empty((len(schur), n + 1, n + 1))
+        inverse[:, :n, :n] = self.inverse + u[:, :, None] * u[:, None, :] / schur[:, None, None]
+        inverse[:, :n, n] = inverse[:, n, :n] = -u / schur[:, None]
+        inverse[:, n, n] = 1.0 / schur
+        new.inverse = inverse
+        new.cross = np.concatenate([self.cross, column[:, None]], axis=1)
+        residual = np.concatenate([self.residual, (error - model.rows[:, cell])[:, None]], axis=1)
+        new._weigh(residual, self.log_det + np.log(schur))
+        return new
 
     # -- per component ----------------------------------------------------------------------------
 
@@ -195,6 +223,24 @@ class MixturePosterior:
         var = np.maximum(second - first**2, 0.0)
         var[self.measured] = 0.0
         return first, var, signal
+
+    def draws(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """`count` joint draws of the error row from the mixture (count x m; measured cells keep their
+        measurement): a component by its weight, then its Gaussian, whose shared part
+        factor (I - B K_i^-1 B^T) factor^T couples every cell and whose noise is each cell's own."""
+        model = self.model
+        m, k = model.factor.shape
+        live = np.flatnonzero(self.weights > NEGLIGIBLE_WEIGHT * self.weights.max())
+        which = live[rng.choice(len(live), size=count, p=self.weights[live] / self.weights[live].sum())]
+        used, slot = np.unique(which, return_inverse=True)
+        values, vectors = np.linalg.eigh(self.reduction(used))  # (u, k), (u, k, k); symmetric PSD up to rounding
+        roots = vectors * np.sqrt(np.clip(values, 0.0, None))[:, None, :]  # root @ root^T = I - B K^-1 B^T
+        shared = np.einsum("sk,slk->sl", rng.standard_normal((count, k)), roots[slot])  # (count, k)
+        out = self.component_means(used)[slot] + shared @ model.factor.T
+        out += np.sqrt(model.noise[which]) * rng.standard_normal((count, m))
+        if len(self.measured):
+            out[:, self.measured] = self.errors
+        return out
 
     def leading(self, max_components: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """The fewest components that carry all but `NEGLIGIBLE_MASS` of the weight, at most
