@@ -458,6 +458,18 @@ def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone
     assert abs(np.mean(covered[True]) - target) < 0.08
 
 
+def test_scales_do_not_depend_on_the_threads():
+    from peppp.methods.adaptive._calibration import fit_scales
+
+    E = low_rank_matrix(n_rows=20, m=12, k=2, seed=2)
+    model = RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
+    args = (model, np.linspace(10.0, 120.0, 12), np.ones(12, dtype=bool), np.array([1, 2, 4]))
+    one = fit_scales(*args, rows=6, seed=1, workers=1)
+    three = fit_scales(*args, rows=6, seed=1, workers=3)
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(one[1], three[1])
+
+
 def test_scales_with_every_candidate_measured_are_one():
     from peppp.methods.adaptive._calibration import fit_scales
 

@@ -5,7 +5,10 @@ that `probability_best` is computed from (so that "best with probability p" is r
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from peppp.methods.adaptive._acquisition import Budgets, screening_gain
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture
@@ -19,7 +22,7 @@ NESTED_DRAWS = 256
 
 
 def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray, sizes: np.ndarray, *, rows: int,
-               seed: int) -> tuple[np.ndarray, np.ndarray]:
+               seed: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The std's factor and the draws' factor for each number of measurements in `sizes`.
 
     Up to `rows` training rows (a seeded choice) are held out in turn: the mixture without that row's
@@ -31,30 +34,45 @@ def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
       held-out rows' budgets (the true frontier's memories, as the evaluation scores them), where the
       probability comes from the posterior's joint draws with their deviations from the mean times t.
     The principal directions and noise levels stay those of all training rows (one SVD; a held-out row
-    moves them little). A size that leaves no candidate unmeasured gets factors 1.
+    moves them little). A size that leaves no candidate unmeasured gets factors 1. `workers` threads
+    share the held-out rows (the factors do not depend on how many).
     """
     n_rows = model.rows.shape[0]
     sizes = np.asarray(sizes, dtype=int)
     held = np.random.default_rng(seed).permutation(n_rows)[: min(rows, n_rows)]
     choices = np.flatnonzero(candidates)
     budgets = Budgets.of(memory_mb, candidates)
-    z = [[] for _ in sizes]
-    brier = np.zeros((len(sizes), len(PROBABILITY_SCALES)))
-    scored = np.zeros(len(sizes), dtype=bool)
-    for r in held:
+
+    def held_out(r: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """(size index, |z| of the unmeasured candidates, Brier score per t, outcomes) of held-out row r."""
         keep = np.arange(n_rows) != r
         nested = RowMixture(model.rows[keep], model.factor, model.noise[keep])
         truth = model.rows[r]
+        out = []
         for s, (measured, posterior, mean, var) in enumerate(_screening_picks(nested, truth, budgets, candidates, sizes)):
             free = candidates.copy()
             free[measured] = False
             if not free.any():
                 continue
-            z[s].append(np.abs(truth[free] - mean[free]) / np.sqrt(np.maximum(var[free], 1e-300)))
+            z = np.abs(truth[free] - mean[free]) / np.sqrt(np.maximum(var[free], 1e-300))
             deviation = posterior.draws(NESTED_DRAWS, np.random.default_rng([seed, int(r), len(measured)])) - mean
             probability, outcome = _probabilities_by_scale(memory_mb[choices], truth[choices], mean[choices],
                                                            deviation[:, choices])
-            brier[s] += ((probability - outcome[None, :]) ** 2).sum(axis=1)
+            out.append((s, z, ((probability - outcome[None, :]) ** 2).sum(axis=1), outcome))
+        return out
+
+    if workers > 1 and len(held) > 1:
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=min(workers, len(held))) as pool:
+            results = list(pool.map(held_out, held))
+    else:
+        results = [held_out(r) for r in held]
+    z = [[] for _ in sizes]
+    brier = np.zeros((len(sizes), len(PROBABILITY_SCALES)))
+    scored = np.zeros(len(sizes), dtype=bool)
+    for result in results:  # in the order of `held`, whatever the threads did
+        for s, values, score, outcome in result:
+            z[s].append(values)
+            brier[s] += score
             scored[s] |= len(outcome) > 0
     # A size that leaves no candidate unmeasured has nothing to calibrate: factor 1.
     std = np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) if values else 1.0 for values in z])

@@ -3,15 +3,29 @@ by knowledge gradient, estimates from the posterior)."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from peppp.errors import PepppError
 from peppp.methods._base import ActiveMethod, Session
 from peppp.methods.adaptive._acquisition import Budgets, knowledge_gradient, screening_gain
 from peppp.methods.adaptive._calibration import fit_scales
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture, silverman_scale
+
+
+def _one_blas_thread(method):
+    """Run a session step with BLAS on one thread: its matrices are small, and BLAS's own threads only
+    fight the method's (and other processes') threads for the cores."""
+
+    @functools.wraps(method)
+    def step(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return step
 
 
 class AdaptiveSession(Session):
@@ -32,6 +46,7 @@ class AdaptiveSession(Session):
         self.method = method
         self._fitted_scales: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
+    @_one_blas_thread
     def _scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sizes, std factors, draws factors), fitted once per session from the training rows (and this
         dataset's memory, which picks the kind of cells measured); the candidates are those the session
@@ -39,7 +54,7 @@ class AdaptiveSession(Session):
         if self._fitted_scales is None:
             sizes = np.array([n for n in self.CALIBRATION_SIZES if n < self.candidates.sum()] or [1])
             std, draws = fit_scales(self.method.model_, self.memory_mb, self.candidates, sizes,
-                                    rows=self.method.calibration_rows, seed=self.seed)
+                                    rows=self.method.calibration_rows, seed=self.seed, workers=self.method.threads())
             self._fitted_scales = (sizes, std, draws)
         return self._fitted_scales
 
@@ -61,6 +76,7 @@ class AdaptiveSession(Session):
     def _posterior(self, measured: list[int], errors: list[float]) -> MixturePosterior:
         return self.method.model_.condition(measured, errors)
 
+    @_one_blas_thread
     def _propose(self, k: int):
         measured, errors = list(self.measured), list(self.errors)
         picks: list[int] = []
@@ -100,6 +116,7 @@ class AdaptiveSession(Session):
             gain = gain / self.memory_mb[choices]  # per MB spent, as OBOE's cost-aware design
         return int(choices[int(np.argmax(gain))])
 
+    @_one_blas_thread
     def _predict(self):
         post = self._posterior(self.measured, self.errors)
         _, var, signal = post.moments()
@@ -114,6 +131,7 @@ class AdaptiveSession(Session):
         return signal, np.sqrt(var) * self.std_scale(len(self.measured))
 
 
+    @_one_blas_thread
     def _draws(self, error: np.ndarray) -> np.ndarray:
         post = self._posterior(self.measured, self.errors)
         mean = post.moments()[0]
