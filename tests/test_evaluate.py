@@ -274,6 +274,34 @@ def test_recommendation_outcomes_match_frontier_best_for():
         assert ok == (truth[j] <= truth[memory <= budget].min())
 
 
+def test_recommendation_outcomes_from_joint_draws_match_frontier_best_for():
+    """With a method's joint draws, the probability scored per budget is the share of draws in which
+    the pick is least, and it is what the frontier built from the same draws tells a user."""
+    rng = np.random.default_rng(6)
+    memory = np.round(rng.uniform(1, 10, 25), 1)
+    truth = rng.uniform(0.1, 0.6, 25)
+    estimate = truth + rng.normal(0, 0.05, 25)
+    measured = np.arange(25) < 3
+    estimate[measured] = truth[measured]
+    draws = estimate + rng.normal(0, 0.04, (3000, 1)) + rng.normal(0, 0.02, (3000, 25))
+    draws[:, measured] = truth[measured]
+    std = np.where(measured, 0.0, 0.045)
+    probability, truly = recommendation_outcomes(memory, truth, estimate, std, draws)
+    frontier = Frontier.from_estimates(dataset="d", meta_experiment="m", configs=[f"c{j}" for j in range(25)],
+                                       memory_mb=memory, error=estimate, error_std=std, measured=measured, draws=draws)
+    budgets = np.unique(memory[reference_frontier(memory, truth)])
+    assert len(probability) == len(budgets)
+    independent, _ = recommendation_outcomes(memory, truth, estimate, std)
+    assert not np.allclose(probability, independent)  # the shared shift matters
+    for p, ok, budget in zip(probability, truly, budgets):
+        rec = frontier.best_for(float(budget))
+        j = int(rec.point.config[1:])
+        inside = memory <= budget
+        assert p == pytest.approx(np.mean(draws[:, j] <= draws[:, inside].min(axis=1)), abs=1e-12)
+        assert p == pytest.approx(rec.probability_best, abs=1e-12)
+        assert ok == (truth[j] <= truth[inside].min())
+
+
 def test_coverage_and_calibration_in_the_summary_and_json():
     error, memory = low_rank(rows=12, cols=20)
     noisy = error + np.random.default_rng(0).normal(0, 0.02, error.shape)

@@ -15,6 +15,7 @@ from peppp.methods import DEFAULT_METHOD, METHODS, get_method
 from peppp.methods.adaptive import _acquisition as acquisition
 from peppp.methods.adaptive import (
     Adaptive,
+    AdaptiveSession,
     NOISE_FLOOR,
     Budgets,
     RowMixture,
@@ -82,6 +83,46 @@ def test_each_component_is_a_gaussian_conditioned_exactly():
         log_like.append(multivariate_normal(model.rows[i, S], C[np.ix_(S, S)]).logpdf(y))
     expected = np.exp(np.array(log_like) - max(log_like))
     np.testing.assert_allclose(post.weights, expected / expected.sum(), rtol=1e-8)
+
+
+def test_joint_draws_have_the_mixtures_mean_and_covariance():
+    model = small_model(seed=3)
+    post = model.condition([2, 4], [0.45, 0.52])
+    draws = post.draws(100_000, np.random.default_rng(0))
+    mean, var, _ = post.moments()
+    idx = np.arange(model.n_components)
+    means = post.component_means(idx)
+    second = sum(post.weights[i] * (post.component_columns(np.array([i]), np.arange(10))[0] + np.outer(means[i], means[i]))
+                 for i in idx)
+    cov = second - np.outer(mean, mean)
+    assert np.all(draws[:, [2, 4]] == [0.45, 0.52])
+    np.testing.assert_allclose(draws.mean(axis=0), mean, atol=4 * np.sqrt(var.max() / 100_000))
+    np.testing.assert_allclose(np.cov(draws.T), cov, atol=0.05 * np.abs(cov).max())
+
+
+def test_extending_a_posterior_by_one_measurement_equals_conditioning_from_scratch():
+    model = small_model(seed=5)
+    post = model.condition([], [])
+    for cell, value in [(2, 0.45), (4, 0.52), (7, 0.40), (0, 0.50)]:
+        post = post.extended(cell, value)
+    direct = model.condition([2, 4, 7, 0], [0.45, 0.52, 0.40, 0.50])
+    np.testing.assert_allclose(post.weights, direct.weights, rtol=1e-9, atol=1e-14)
+    for a, b in zip(post.moments(), direct.moments()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_an_estimate_carries_draws_that_give_probability_best():
+    method = Adaptive(rank=3).fit(low_rank_matrix())
+    row = low_rank_matrix(seed=9)[0]
+    session = run_session(method, row, 4)
+    est = session.estimate()
+    assert est.draws.shape == (AdaptiveSession.DRAWS, len(row))
+    assert np.all(est.draws[:, session.measured] == np.array(session.errors))
+    # centred on the estimate, spread by the fitted factor times the posterior's own spread
+    np.testing.assert_allclose(est.draws.mean(axis=0), est.error, atol=0.01)
+    assert 0.2 < session.probability_scale(4) <= 1.8
+    # a method without a joint model gives none: its probabilities assume independent normals
+    assert run_session(get_method("ed", rank=3).fit(low_rank_matrix()), row, 4).estimate().draws is None
 
 
 def test_mixture_moments_are_the_weighted_component_moments():
