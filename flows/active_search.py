@@ -162,6 +162,7 @@ def active_search(
         seed=seed,
         noise_std=setup.meta.noise_std,
         meta_error=setup.meta.completed,
+        meta_observed=setup.meta.observed,
     )
     reused = observe_probes(search, setup)
     if reused:

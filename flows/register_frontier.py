@@ -66,6 +66,7 @@ def register_frontier_flow(
         n=max(1, setup.probes["config"].nunique()),
         noise_std=setup.meta.noise_std,
         meta_error=setup.meta.completed,
+        meta_observed=setup.meta.observed,
     )
     observed = observe_probes(search, setup)
     run_logger().info(f"{setup.dataset}: re-estimating with method {search.method} "

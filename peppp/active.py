@@ -27,12 +27,14 @@ class MetaModel:
     `embeddings` (k x m) are the configuration embeddings; `noise_std` is the root-mean-square residual
     of the meta-training rows around their rank-k fit (per residual degree of freedom), the error
     noise the low-rank model leaves unexplained; None when k equals the number of configurations.
-    `completed` is the matrix the embeddings came from (observed cells kept, missing cells completed).
+    `completed` is the matrix the embeddings came from (observed cells kept, missing cells completed);
+    `observed` marks its measured cells (None: all).
     """
 
     embeddings: np.ndarray
     noise_std: float | None
     completed: np.ndarray
+    observed: np.ndarray | None = None
 
 
 def embed_meta_matrix(error: np.ndarray, *, rank: int, seed: int = 0) -> MetaModel:
@@ -63,7 +65,8 @@ def embed_meta_matrix(error: np.ndarray, *, rank: int, seed: int = 0) -> MetaMod
     if not observed.all():
         E = SoftImpute(rank=int(rank), seed=seed).fit(E, observed).completed_
     Y = svd_embeddings(E, int(rank))
-    return MetaModel(embeddings=Y, noise_std=residual_noise_std(E, Y), completed=E)
+    return MetaModel(embeddings=Y, noise_std=residual_noise_std(E, Y), completed=E,
+                     observed=None if observed.all() else observed)
 
 
 class ActiveSearch:
@@ -82,7 +85,8 @@ class ActiveSearch:
     measurements, as in OBOE's cost-aware design), and that were neither measured nor failed.
     `method` is a `peppp.methods` name, fitted by `fit_embedded`: a design method (`ed`, the paper's
     ED-MF, and its baselines) takes the embeddings and `noise_std` as given and fits the row by least
-    squares; the adaptive method fits on `meta_error`, the completed meta-training matrix.
+    squares; the adaptive method fits on `meta_error`, the completed meta-training matrix (and
+    `meta_observed`, its measured cells, which its calibration keeps to).
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class ActiveSearch:
         seed: int = 0,
         noise_std: float | None = None,
         meta_error: np.ndarray | None = None,
+        meta_observed: np.ndarray | None = None,
     ) -> None:
         self.configs = tuple(str(c) for c in configs)
         m = len(self.configs)
@@ -136,7 +141,8 @@ class ActiveSearch:
                 f"{self.configs[cheapest]}, needs {memory[cheapest]:.3f} MB"
             )
         model = get_method(method, rank=Y.shape[0]).fit_embedded(
-            Y, noise_std=self.noise_std, error=None if meta_error is None else np.asarray(meta_error, dtype=float)
+            Y, noise_std=self.noise_std, error=None if meta_error is None else np.asarray(meta_error, dtype=float),
+            observed=meta_observed,
         )
         self._session = model.session(
             memory_mb=memory, candidates=self.within_cap.copy(), budget_mb=self.budget_mb, seed=self.seed

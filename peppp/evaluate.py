@@ -207,14 +207,20 @@ class EvaluationResult:
 
 def meta_train_matrix(train: np.ndarray, train_memory: np.ndarray, *, meta_sample: MetaSample, rank: int, seed: int) -> np.ndarray:
     """The meta-training error matrix as the method sees it: full, or sampled then completed."""
+    return meta_training(train, train_memory, meta_sample=meta_sample, rank=rank, seed=seed)[0]
+
+
+def meta_training(train: np.ndarray, train_memory: np.ndarray, *, meta_sample: MetaSample, rank: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """`meta_train_matrix` and which of its cells were sampled (None: all)."""
     if meta_sample.scheme == "full":
-        return train
+        return train, None
     mask, propensity = sample_mask(
         train.shape, scheme=meta_sample.scheme, fraction=meta_sample.fraction, memory_mb=train_memory, seed=seed
     )
     weights = 1.0 / propensity if meta_sample.scheme == "nonuniform" else None
     completer = SoftImpute(rank=rank).fit(np.where(mask, train, np.nan), mask, weights=weights)
-    return completer.completed_
+    return completer.completed_, mask
 
 
 def calibration_error(probability: np.ndarray, outcome: np.ndarray, *, bins: int = CALIBRATION_BINS) -> float:
@@ -375,7 +381,8 @@ def loocv(
     start = time.perf_counter()
     for i, name in enumerate(error.index):
         train_rows = train_masks[i]
-        active.fit(meta_train_matrix(E[train_rows], M[train_rows], meta_sample=sample, rank=rank, seed=seed + i))
+        matrix, observed = meta_training(E[train_rows], M[train_rows], meta_sample=sample, rank=rank, seed=seed + i)
+        active.fit(matrix, observed=observed)
         session = None
         for n_i in sorted(ns):
             # A sequential method's search for n extends its search for the smaller n; a one-shot

@@ -143,15 +143,27 @@ class ActiveMethod(Params, ABC):
     name: str = ""
     sequential: bool = False
 
-    def fit(self, error: np.ndarray) -> ActiveMethod:
-        """Learn from a complete meta-training error matrix (datasets x configurations); returns self."""
+    def fit(self, error: np.ndarray, *, observed: np.ndarray | None = None) -> ActiveMethod:
+        """Learn from a complete meta-training error matrix (datasets x configurations); returns self.
+
+        observed: which cells were measured (a boolean mask of the matrix's shape) when the others were
+        completed (SoftImpute); None = all measured. Kept as `observed_` for a method that calibrates
+        itself on measured values only (the default method's nested leave-one-out).
+        """
         error = _meta_matrix(error)
+        if observed is not None:
+            mask = np.asarray(observed)
+            if mask.dtype != bool or mask.shape != error.shape:
+                raise PepppError(f"observed must be a boolean mask of shape {error.shape}, got {mask.dtype} {mask.shape}")
+            observed = None if mask.all() else mask.copy()
+        self.observed_ = observed
         self._fit(error)
         self.n_configs_ = error.shape[1]
         return self
 
     def fit_embedded(
-        self, embeddings: np.ndarray, *, noise_std: float | None = None, error: np.ndarray | None = None
+        self, embeddings: np.ndarray, *, noise_std: float | None = None, error: np.ndarray | None = None,
+        observed: np.ndarray | None = None,
     ) -> ActiveMethod:
         """`fit` from a meta-training matrix that is embedded already (`peppp.active.embed_meta_matrix`).
 
@@ -159,11 +171,11 @@ class ActiveMethod(Params, ABC):
         leaves unexplained (None: unknown); error: the complete matrix they came from, or None where
         the caller kept only the embeddings. A method that needs no more than the embeddings and the
         noise level overrides this to take them as they are (no second SVD, the very same numbers);
-        any other fits on `error`.
+        any other fits on `error` (and `observed`, its measured cells, as `fit` takes them).
         """
         if error is None:
             raise PepppError(f"method {self.name!r} needs the completed meta-training matrix, not only its embeddings")
-        return self.fit(error)
+        return self.fit(error, observed=observed)
 
     def session(
         self,

@@ -128,9 +128,10 @@ class DesignFit(ActiveMethod):
         self.noise_std_ = residual_noise_std(error, embeddings)
 
     def fit_embedded(
-        self, embeddings: np.ndarray, *, noise_std: float | None = None, error: np.ndarray | None = None
+        self, embeddings: np.ndarray, *, noise_std: float | None = None, error: np.ndarray | None = None,
+        observed: np.ndarray | None = None,
     ) -> DesignFit:
-        """Take the embeddings (rank x m) and the noise level as they are; `error` is not needed."""
+        """Take the embeddings (rank x m) and the noise level as they are; `error` and `observed` are not needed."""
         design = self._checked_design()
         try:
             Y = np.array(embeddings, dtype=float)
@@ -144,6 +145,7 @@ class DesignFit(ActiveMethod):
             raise PepppError(f"noise_std={noise_std!r} must be None or a finite number >= 0")
         self.design_, self.embeddings_ = design, Y
         self.noise_std_ = None if noise_std is None else float(noise_std)
+        self.observed_ = None
         self.n_configs_ = Y.shape[1]
         return self
 

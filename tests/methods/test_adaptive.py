@@ -511,7 +511,7 @@ def test_scales_do_not_depend_on_the_threads():
     np.testing.assert_array_equal(one[1], three[1])
 
 
-def test_scales_with_every_candidate_measured_are_one():
+def test_a_size_with_nothing_left_to_score_carries_the_factors_before_it():
     from peppp.methods.adaptive._calibration import fit_scales
 
     E = low_rank_matrix(n_rows=12, m=8, k=2, seed=1)
@@ -519,5 +519,34 @@ def test_scales_with_every_candidate_measured_are_one():
     candidates = np.zeros(8, dtype=bool)
     candidates[:3] = True
     std, draws = fit_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5, seed=0)
-    assert std[1] == 1.0 and std[0] != 1.0
-    assert draws[1] == 1.0
+    assert std[0] != 1.0 and std[1] == std[0] and draws[1] == draws[0]
+
+
+def test_the_calibration_keeps_to_measured_cells():
+    """A completed cell is the low-rank model's smooth guess: scored against completed cells the
+    posterior looks surer than it is, so with the observed mask the std factor comes out larger."""
+    from peppp.methods.adaptive._calibration import fit_scales
+
+    rng = np.random.default_rng(3)
+    E = low_rank_matrix(n_rows=40, m=30, k=2, noise=0.03, seed=3)
+    observed = rng.uniform(size=E.shape) < 0.3
+    # as SoftImpute leaves it: measured cells as they are, the rest from a rank-2 fit (smooth)
+    U, S, Vt = np.linalg.svd(E - E.mean(axis=0), full_matrices=False)
+    completed = np.where(observed, E, E.mean(axis=0) + (U[:, :2] * S[:2]) @ Vt[:2])
+    model = RowMixture.from_matrix(completed, rank=2).scaled(0.7, 2.0)
+    args = (model, np.linspace(10.0, 300.0, 30), np.ones(30, dtype=bool), np.array([1, 3, 5]))
+    blind, _ = fit_scales(*args, rows=12, seed=0)
+    aware, _ = fit_scales(*args, rows=12, seed=0, observed=observed)
+    assert (aware > 1.2 * blind).all()
+
+
+def test_fit_takes_the_observed_mask_and_checks_it():
+    E = low_rank_matrix(n_rows=10, m=8, k=2)
+    method = Adaptive(rank=2)
+    assert method.fit(E).observed_ is None
+    assert method.fit(E, observed=np.ones(E.shape, dtype=bool)).observed_ is None  # all measured
+    mask = np.ones(E.shape, dtype=bool)
+    mask[0, 0] = False
+    assert method.fit(E, observed=mask).observed_[0, 0] == False  # noqa: E712
+    with pytest.raises(PepppError, match=r"observed must be a boolean mask of shape \(10, 8\)"):
+        method.fit(E, observed=mask[:, :4])

@@ -17,12 +17,12 @@ from peppp.pareto import best_for_budget, pareto_mask
 # Share of a normal distribution within +-1 standard deviation.
 ONE_STD_COVERAGE = 0.6826894921370859
 # The factors tried for the draws' spread, and how many draws each nested posterior gets.
-PROBABILITY_SCALES = np.round(np.arange(0.30, 1.801, 0.05), 2)
+PROBABILITY_SCALES = np.round(np.arange(0.30, 3.001, 0.05), 2)
 NESTED_DRAWS = 256
 
 
 def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray, sizes: np.ndarray, *, rows: int,
-               seed: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
+               seed: int, workers: int = 1, observed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The std's factor and the draws' factor for each number of measurements in `sizes`.
 
     Up to `rows` training rows (a seeded choice) are held out in turn: the mixture without that row's
@@ -34,13 +34,17 @@ def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
       held-out rows' budgets (the true frontier's memories, as the evaluation scores them), where the
       probability comes from the posterior's joint draws with their deviations from the mean times t.
     The principal directions and noise levels stay those of all training rows (one SVD; a held-out row
-    moves them little). A size that leaves no candidate unmeasured gets factors 1. `workers` threads
+    moves them little). A size that leaves no held-out row a measured candidate unmeasured takes the
+    factors of the size before it (1 for the first). `workers` threads
     share the held-out rows (the factors do not depend on how many).
+
+    observed: which cells of the training rows were measured (None: all). A completed cell is the
+    low-rank model's own smooth guess, so a held-out row is "measured" and scored on its measured cells
+    only: against completed cells the posterior would look far surer than it is.
     """
     n_rows = model.rows.shape[0]
     sizes = np.asarray(sizes, dtype=int)
     held = np.random.default_rng(seed).permutation(n_rows)[: min(rows, n_rows)]
-    choices = np.flatnonzero(candidates)
     budgets = Budgets.of(memory_mb, candidates)
 
     def held_out(r: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
@@ -48,16 +52,18 @@ def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
         keep = np.arange(n_rows) != r
         nested = RowMixture(model.rows[keep], model.factor, model.noise[keep])
         truth = model.rows[r]
+        known = candidates if observed is None else candidates & observed[r]
+        cells = np.flatnonzero(known)
         out = []
-        for s, (measured, posterior, mean, var) in enumerate(_screening_picks(nested, truth, budgets, candidates, sizes)):
-            free = candidates.copy()
+        for s, (measured, posterior, mean, var) in enumerate(_screening_picks(nested, truth, budgets, known, sizes)):
+            free = known.copy()
             free[measured] = False
             if not free.any():
                 continue
             z = np.abs(truth[free] - mean[free]) / np.sqrt(np.maximum(var[free], 1e-300))
             deviation = posterior.draws(NESTED_DRAWS, np.random.default_rng([seed, int(r), len(measured)])) - mean
-            probability, outcome = _probabilities_by_scale(memory_mb[choices], truth[choices], mean[choices],
-                                                           deviation[:, choices])
+            probability, outcome = _probabilities_by_scale(memory_mb[cells], truth[cells], mean[cells],
+                                                           deviation[:, cells])
             out.append((s, z, ((probability - outcome[None, :]) ** 2).sum(axis=1), outcome))
         return out
 
@@ -74,10 +80,22 @@ def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
             z[s].append(values)
             brier[s] += score
             scored[s] |= len(outcome) > 0
-    # A size that leaves no candidate unmeasured has nothing to calibrate: factor 1.
-    std = np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) if values else 1.0 for values in z])
-    draws = np.where(scored, PROBABILITY_SCALES[np.argmin(brier, axis=1)], 1.0)
-    return std, draws
+    std = np.array([float(np.quantile(np.concatenate(values), ONE_STD_COVERAGE)) if values else np.nan for values in z])
+    draws = np.where(scored, PROBABILITY_SCALES[np.argmin(brier, axis=1)], np.nan)
+    return _carried(std), _carried(draws)
+
+
+def _carried(factors: np.ndarray) -> np.ndarray:
+    """Sizes with nothing to calibrate (no held-out row had a measured candidate left) take the factor
+    of the largest smaller size that had; 1 before any."""
+    out = factors.copy()
+    last = 1.0
+    for i, value in enumerate(out):
+        if np.isnan(value):
+            out[i] = last
+        else:
+            last = value
+    return out
 
 
 def _screening_picks(model: RowMixture, truth: np.ndarray, budgets: Budgets, candidates: np.ndarray,

@@ -54,7 +54,8 @@ class AdaptiveSession(Session):
         if self._fitted_scales is None:
             sizes = np.array([n for n in self.CALIBRATION_SIZES if n < self.candidates.sum()] or [1])
             std, draws = fit_scales(self.method.model_, self.memory_mb, self.candidates, sizes,
-                                    rows=self.method.calibration_rows, seed=self.seed, workers=self.method.threads())
+                                    rows=self.method.calibration_rows, seed=self.seed, workers=self.method.threads(),
+                                    observed=self.method.observed_)
             self._fitted_scales = (sizes, std, draws)
         return self._fitted_scales
 
