@@ -131,9 +131,9 @@ class AdaptiveSession(Session):
             signal[S] += share * (np.asarray(self.errors) - signal[S])
         return signal, np.sqrt(var) * self.std_scale(len(self.measured))
 
-
     @_one_blas_thread
     def _draws(self, error: np.ndarray) -> np.ndarray:
+        """`DRAWS` joint draws of the posterior around `error`, their deviations times `probability_scale`."""
         post = self._posterior(self.measured, self.errors)
         mean = post.moments()[0]
         rng = np.random.default_rng([self.seed, len(self.measured), 7])
@@ -158,8 +158,9 @@ class Adaptive(ActiveMethod):
       each carry their own.
     fantasies: quadrature points for each candidate measurement in the knowledge gradient.
     max_components, max_choices: caps that keep one pick cheap on big matrices.
-    workers: threads that share one knowledge gradient's choices (None: up to 4, one per core this process
-      may use); picks do not depend on it. BLAS is held to one thread meanwhile.
+    workers: threads that share one knowledge gradient's choices and the calibration's held-out rows
+      (None: up to 4, one per core this process may use); nothing depends on how many. BLAS is held to
+      one thread in the session's steps.
     calibrate: multiply the posterior std by a factor per number of measurements, fitted in a nested
       leave-one-out over `calibration_rows` training rows (`fit_scales`), so that +-1 std covers about
       68% of the unmeasured configurations (uncalibrated, it covers 80-88% after 3-8 measurements on
