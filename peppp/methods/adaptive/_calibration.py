@@ -35,8 +35,8 @@ def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
       probability comes from the posterior's joint draws with their deviations from the mean times t.
     The principal directions and noise levels stay those of all training rows (one SVD; a held-out row
     moves them little). A size that leaves no held-out row a measured candidate unmeasured takes the
-    factors of the size before it (1 for the first). `workers` threads
-    share the held-out rows (the factors do not depend on how many).
+    factors of the size before it (1 for the first). `workers` threads share the held-out rows (the
+    factors do not depend on how many).
 
     observed: which cells of the training rows were measured (None: all). A completed cell is the
     low-rank model's own smooth guess, so a held-out row is "measured" and scored on its measured cells
