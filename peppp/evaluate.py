@@ -23,7 +23,7 @@ from peppp.errors import PepppError
 from peppp.frontier._uncertainty import draws_by_budget, probability_best_nested
 from peppp.matrices import read_matrix_csv, validate_matrices
 from peppp.methods import DEFAULT_METHOD, METHODS, get_method
-from peppp.pareto import best_for_budget, budget_regret, convergence, hyperdiff, pareto_mask
+from peppp.pareto import budget_picks, budget_regret, convergence, hyperdiff, least_within, true_frontier_budgets
 
 META_SAMPLE_SCHEMES = ("full", "uniform", "nonuniform")
 # How a held-out row's training rows are chosen: every other row, or the rows of other groups.
@@ -254,11 +254,8 @@ def recommendation_outcomes(memory_mb: np.ndarray, true_error: np.ndarray, error
     (from the estimate's joint `draws` when the method gives them, else independent normals with the
     estimate's means and stds), and whether it truly is. Without draws, budgets whose candidates
     include one without a std (NaN) are left out."""
-    budgets = np.unique(memory_mb[pareto_mask(memory_mb, true_error)])
-    order = np.argsort(memory_mb, kind="stable")
-    sizes = np.searchsorted(memory_mb[order], budgets, side="right")
-    picks = np.array([best_for_budget(memory_mb, error, b) for b in budgets], dtype=int)
-    best_true = np.minimum.accumulate(true_error[order])[sizes - 1]
+    order, sizes, picks = budget_picks(memory_mb, error, true_frontier_budgets(memory_mb, true_error))
+    best_true = least_within(true_error, order, sizes)
     if draws is not None:
         return draws_by_budget(draws, order, sizes, picks)[0], true_error[picks] <= best_true
     known = np.array([np.isfinite(std[order[:k]]).all() for k in sizes], dtype=bool)

@@ -225,13 +225,35 @@ def best_for_budget(memory_mb: ArrayLike, estimate: ArrayLike, budget_mb: float)
     return int(fits[best])
 
 
-def _budget_regrets(memory: np.ndarray, true: np.ndarray, est: np.ndarray) -> np.ndarray:
-    budgets = np.unique(memory[_pareto_mask(memory, true)])
+def true_frontier_budgets(memory_mb: ArrayLike, true_error: ArrayLike) -> np.ndarray:
+    """The budgets a recommendation is scored at: the distinct memories of the true frontier, ascending."""
+    memory, true = _vectors(memory_mb=memory_mb, true_error=true_error)
+    return np.unique(memory[_pareto_mask(memory, true)])
+
+
+def budget_picks(memory_mb: ArrayLike, estimate: ArrayLike, budgets_mb: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recommendations of many budgets at once, as nested candidate sets.
+
+    Returns `order` (the configurations by memory, ties by index), `sizes` (how many of `order` each
+    budget holds) and `picks` (each budget's configuration of least estimate, ties as `best_for_budget`).
+    Every budget must hold at least one configuration.
+    """
+    memory, est = _vectors(memory_mb=memory_mb, estimate=estimate)
     order, best_pos = _prefix_choice(memory, est)
-    mem_sorted, true_sorted = memory[order], true[order]
-    last = np.searchsorted(mem_sorted, budgets, side="right") - 1
-    best_true = np.minimum.accumulate(true_sorted)
-    return true_sorted[best_pos[last]] - best_true[last]
+    sizes = np.searchsorted(memory[order], np.asarray(budgets_mb, dtype=float), side="right")
+    if len(sizes) and sizes.min() < 1:
+        raise PepppError(f"budget {float(np.min(budgets_mb)):g} MB holds no configuration")
+    return order, sizes, order[best_pos[sizes - 1]]
+
+
+def least_within(values: np.ndarray, order: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The least of `values` within each nested set `order[:size]` (`budget_picks`' sets)."""
+    return np.minimum.accumulate(values[order])[sizes - 1]
+
+
+def _budget_regrets(memory: np.ndarray, true: np.ndarray, est: np.ndarray) -> np.ndarray:
+    order, sizes, picks = budget_picks(memory, est, true_frontier_budgets(memory, true))
+    return true[picks] - least_within(true, order, sizes)
 
 
 def budget_regrets(memory_mb: ArrayLike, true_error: ArrayLike, estimate: ArrayLike) -> np.ndarray:

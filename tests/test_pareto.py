@@ -319,3 +319,20 @@ def test_convergence_large_fronts_use_the_same_definition():
     assert convergence(memory, true, est, memory_scale=2000.0) == pytest.approx(np.mean(gap), rel=1e-12)
     # Away from the start the nearest true point is 10 steps back: sqrt(2) * 0.005.
     assert gap[1000] == pytest.approx(np.sqrt(2) * 0.005)
+
+
+def test_budget_picks_are_best_for_budget_of_every_budget_at_once():
+    from peppp.pareto import budget_picks, least_within
+
+    rng = np.random.default_rng(4)
+    memory = rng.choice([1.0, 2.0, 2.5, 4.0, 8.0], 30)
+    estimate = np.round(rng.uniform(0.1, 0.5, 30), 2)  # rounded: ties in memory and in estimate
+    truth = rng.uniform(0.1, 0.5, 30)
+    budgets = np.array([1.0, 2.2, 2.5, 7.9, 8.0])
+    order, sizes, picks = budget_picks(memory, estimate, budgets)
+    for budget, size, pick, least in zip(budgets, sizes, picks, least_within(truth, order, sizes)):
+        assert pick == best_for_budget(memory, estimate, budget)
+        assert sorted(order[:size]) == list(np.flatnonzero(memory <= budget))
+        assert least == truth[memory <= budget].min()
+    with pytest.raises(PepppError, match="budget 0.5 MB holds no configuration"):
+        budget_picks(memory, estimate, [0.5, 2.0])

@@ -18,7 +18,7 @@ from peppp.frontier import _plot, _schema
 from peppp.frontier._point import BudgetLevel, FrontierPoint, is_number
 from peppp.frontier._schema import CSV_FILE, JSON_FILE, PLOT_FILE, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from peppp.frontier._uncertainty import candidate_std, draws_by_budget, expected_regret, probability_best
-from peppp.pareto import best_for_budget, pareto_mask
+from peppp.pareto import best_for_budget, budget_picks, pareto_mask
 
 
 def _utc_now() -> str:
@@ -197,11 +197,8 @@ class Frontier:
             draws = np.asarray(draws, dtype=float)
             if draws.ndim != 2 or draws.shape[1] != n or len(draws) == 0 or not np.all(np.isfinite(draws)):
                 raise PepppError(f"draws must be a finite (draws x {n}) array, got shape {draws.shape}")
-            estimate = np.array([p.error for p in points])
             levels = np.unique(memory)
-            order = np.argsort(memory, kind="stable")
-            sizes = np.searchsorted(memory[order], levels, side="right")
-            picks = np.array([best_for_budget(memory, estimate, b) for b in levels], dtype=int)
+            order, sizes, picks = budget_picks(memory, [p.error for p in points], levels)
             probability, regret = draws_by_budget(draws, order, sizes, picks)
             budgets = tuple(BudgetLevel(float(b), float(p), float(r)) for b, p, r in zip(levels, probability, regret))
         return cls(dataset=dataset, meta_experiment=meta_experiment, points=points, method=method, recipe=recipe,

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from peppp.methods.adaptive._acquisition import Budgets, screening_gain
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture
-from peppp.pareto import best_for_budget, pareto_mask
+from peppp.pareto import budget_picks, least_within, true_frontier_budgets
 
 # Share of a normal distribution within +-1 standard deviation.
 ONE_STD_COVERAGE = 0.6826894921370859
@@ -133,12 +133,9 @@ def _probabilities_by_scale(memory: np.ndarray, truth: np.ndarray, estimate: np.
     t (d_p - d_l) <= estimate_l - estimate_p for every l within the budget: iff t <= T, the least ratio
     over the l with d_p > d_l. So T is found once per draw and budget, and every t costs a comparison.
     """
-    levels = np.unique(memory[pareto_mask(memory, truth)])
-    order = np.argsort(memory, kind="stable")
-    ends = np.searchsorted(memory[order], levels, side="right")
-    picks = np.array([best_for_budget(memory, estimate, b) for b in levels], dtype=int)
-    outcome = truth[picks] <= np.minimum.accumulate(truth[order])[ends - 1]
-    limit = np.empty((deviation.shape[0], len(levels)))
+    order, ends, picks = budget_picks(memory, estimate, true_frontier_budgets(memory, truth))
+    outcome = truth[picks] <= least_within(truth, order, ends)
+    limit = np.empty((deviation.shape[0], len(ends)))
     for pick in np.unique(picks):
         budgets = np.flatnonzero(picks == pick)  # increasing ends
         ahead = deviation[:, [pick]] - deviation[:, order]  # (draws, cells in memory order)
