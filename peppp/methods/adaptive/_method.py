@@ -45,6 +45,7 @@ class AdaptiveSession(Session):
         super().__init__(**kwargs)
         self.method = method
         self._fitted_scales: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._current: tuple[int, MixturePosterior, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     @_one_blas_thread
     def _scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,6 +77,14 @@ class AdaptiveSession(Session):
 
     def _posterior(self, measured: list[int], errors: list[float]) -> MixturePosterior:
         return self.method.model_.condition(measured, errors)
+
+    def _now(self) -> tuple[MixturePosterior, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The posterior on the measurements so far and its moments (mean, variance, signal), kept until
+        the next measurement: an estimate's prediction and its draws share them."""
+        if self._current is None or self._current[0] != len(self.measured):
+            post = self._posterior(self.measured, self.errors)
+            self._current = (len(self.measured), post, post.moments())
+        return self._current[1], self._current[2]
 
     @_one_blas_thread
     def _propose(self, k: int):
@@ -119,8 +128,8 @@ class AdaptiveSession(Session):
 
     @_one_blas_thread
     def _predict(self):
-        post = self._posterior(self.measured, self.errors)
-        _, var, signal = post.moments()
+        _, (_, var, signal) = self._now()
+        signal = signal.copy()
         if self.measured:
             # A component's noise (noise_scale times the training row's) is the training row's own
             # plus the new row's. The training row's part is what the new row does not share: its
@@ -134,8 +143,7 @@ class AdaptiveSession(Session):
     @_one_blas_thread
     def _draws(self, error: np.ndarray) -> np.ndarray:
         """`DRAWS` joint draws of the posterior around `error`, their deviations times `probability_scale`."""
-        post = self._posterior(self.measured, self.errors)
-        mean = post.moments()[0]
+        post, (mean, _, _) = self._now()
         rng = np.random.default_rng([self.seed, len(self.measured), 7])
         deviation = post.draws(self.DRAWS, rng) - mean
         out = error[None, :] + self.probability_scale(len(self.measured)) * deviation
