@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from peppp.frontier._point import FrontierPoint
+from peppp.pareto import least_within
 
 # Midpoints of this many equal-probability bins of the recommended point's error distribution: the
 # probability that it is the best is then exact to about 1e-4, deterministic, and needs no seed.
@@ -100,12 +101,6 @@ def draws_by_budget(draws: np.ndarray, order: np.ndarray, sizes: np.ndarray,
     regret the mean of the pick's error minus the set's least."""
     draws = np.asarray(draws, dtype=float)
     order, sizes, picks = np.asarray(order, dtype=int), np.asarray(sizes, dtype=int), np.asarray(picks, dtype=int)
-    least = np.empty((draws.shape[0], len(sizes)))
-    running, start = np.full(draws.shape[0], np.inf), 0
-    for b in np.argsort(sizes, kind="stable"):
-        if sizes[b] > start:
-            running = np.minimum(running, draws[:, order[start : sizes[b]]].min(axis=1))
-            start = int(sizes[b])
-        least[:, b] = running
+    least = least_within(draws, order, sizes)  # (draws, sets)
     chosen = draws[:, picks]
     return (chosen <= least).mean(axis=0), np.maximum(chosen - least, 0.0).mean(axis=0)

@@ -137,15 +137,10 @@ def _probabilities_by_scale(memory: np.ndarray, truth: np.ndarray, estimate: np.
     outcome = truth[picks] <= least_within(truth, order, ends)
     limit = np.empty((deviation.shape[0], len(ends)))
     for pick in np.unique(picks):
-        budgets = np.flatnonzero(picks == pick)  # increasing ends
-        ahead = deviation[:, [pick]] - deviation[:, order]  # (draws, cells in memory order)
+        budgets = np.flatnonzero(picks == pick)
+        ahead = deviation[:, [pick]] - deviation  # (draws, cells)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(ahead > 0, (estimate[order] - estimate[pick])[None, :] / ahead, np.inf)
-        running, start = np.full(deviation.shape[0], np.inf), 0
-        for b in budgets:
-            if ends[b] > start:
-                running = np.minimum(running, ratio[:, start : ends[b]].min(axis=1))
-                start = ends[b]
-            limit[:, b] = running
+            ratio = np.where(ahead > 0, (estimate - estimate[pick])[None, :] / ahead, np.inf)
+        limit[:, budgets] = least_within(ratio, order, ends[budgets])
     probability = (PROBABILITY_SCALES[:, None, None] <= limit[None, :, :]).mean(axis=1)
     return probability, outcome.astype(float)
