@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -14,13 +13,8 @@ PAPER = Path(__file__).resolve().parents[2].parent / "shared" / "meta" / "paper8
 
 
 @pytest.fixture
-def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
-    """An empty store passed by --tracking-uri only (copied from conftest's migrated template)."""
-    db = tmp_path / "store" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copyfile(_migrated_db, db)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return f"sqlite:///{db}"
+def store_uri(flag_only_store) -> str:
+    return flag_only_store
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from peppp.cli import main
@@ -12,12 +10,8 @@ CONFIGS = ["mxfp4.e2m1/bf16", "fp8.e4m3/bf16", "mxint8/fp16"]
 
 
 @pytest.fixture
-def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
-    db = tmp_path / "store" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copyfile(_migrated_db, db)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return f"sqlite:///{db}"
+def store_uri(flag_only_store) -> str:
+    return flag_only_store
 
 
 @pytest.fixture
