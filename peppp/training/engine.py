@@ -153,16 +153,15 @@ def _train_cell(dataset, config, *, recipe, network, epochs, seed, rounding, bac
     cfg = parse_config(config) if isinstance(config, str) else config
     rec = get_recipe(recipe).with_overrides(network=network, epochs=epochs, seed=seed)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, seed=rec.seed, max_train=rec.max_train)
-    if dev.type != "cuda":
-        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=cuda_graphs,
-                      name=dataset if isinstance(dataset, str) else data.name, return_model=return_model)
+    name = dataset if isinstance(dataset, str) else data.name
     with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.cuda.device(dev))
-        stack.enter_context(torch.cuda.stream(torch.cuda.Stream(dev)))
-        # the training split on the GPU once: batches are gathered there
-        data = replace(data, x_train=data.x_train.to(dev), y_train=data.y_train.to(dev))
-        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=cuda_graphs,
-                      name=dataset if isinstance(dataset, str) else data.name, return_model=return_model)
+        if dev.type == "cuda":
+            stack.enter_context(torch.cuda.device(dev))
+            stack.enter_context(torch.cuda.stream(torch.cuda.Stream(dev)))
+            # the training split on the GPU once: batches are gathered there
+            data = replace(data, x_train=data.x_train.to(dev), y_train=data.y_train.to(dev))
+        return _train(data, cfg, rec, dev, rounding=rounding, backend=backend, cuda_graphs=cuda_graphs, name=name,
+                      return_model=return_model)
 
 
 def _train(data: Dataset, cfg: PrecisionConfig, rec: Recipe, dev: torch.device, *, rounding: str, backend: str,
