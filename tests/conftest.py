@@ -54,3 +54,14 @@ def store_uri(tmp_path, monkeypatch, _migrated_db) -> str:
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture
+def flag_only_store(tmp_path, monkeypatch, _migrated_db) -> str:
+    """An empty store passed by --tracking-uri only (MLFLOW_TRACKING_URI unset, so a command that
+    ignored the flag would not find it); the command tests' store."""
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copyfile(_migrated_db, db)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{db}"
