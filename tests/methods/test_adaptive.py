@@ -20,6 +20,7 @@ from peppp.methods.adaptive import (
     Budgets,
     RowMixture,
     knowledge_gradient,
+    normal_cdf,
     predictive_quantiles,
     rank_one_noise,
     screening_gain,
@@ -193,8 +194,17 @@ def test_predictive_quantiles_tabulate_only_the_window_that_matters_with_the_sam
         std[::3] *= 20
     weights = rng.dirichlet(np.ones(c))
     probs = (np.arange(64) + 0.5) / 64
+    # the window's normal CDFs are normal_cdf's (4e-13 from ndtr's), the reference's scipy's
     np.testing.assert_allclose(predictive_quantiles(weights, mean, std, probs),
-                               tabulated_quantiles(weights, mean, std, probs), rtol=0, atol=1e-13)
+                               tabulated_quantiles(weights, mean, std, probs), rtol=0, atol=1e-11)
+
+
+def test_normal_cdf_is_scipys_within_4e_13_everywhere():
+    z = np.r_[np.linspace(-40.0, 40.0, 400_001), np.random.default_rng(0).normal(0, 3, 100_000), -np.inf, np.inf, -9.0, 9.0]
+    got = normal_cdf(z.copy())
+    assert np.abs(got - ndtr(z)).max() <= 4e-13
+    assert got[-4:].tolist() == pytest.approx([0.0, 1.0, ndtr(-9.0), ndtr(9.0)], abs=1e-18)
+    assert np.all(np.diff(normal_cdf(np.linspace(-10.0, 10.0, 100_001))) >= 0)  # monotone, as a CDF
 
 
 def dense_knowledge_gradient(post, budgets, choices, *, fantasies, max_components, rng):
@@ -237,6 +247,52 @@ def test_knowledge_gradient_equals_the_plain_computation_and_splits_across_threa
     threaded = knowledge_gradient(post, budgets, choices, fantasies=16, max_components=100, rng=np.random.default_rng(0),
                                   workers=3)
     np.testing.assert_array_equal(threaded, fast)
+
+
+def test_knowledge_gradient_keeps_fantasies_that_every_component_finds_unlikely():
+    """Two datasets 20000 noise levels apart where they differ: the tabulation's grid step is wider than
+    either component, so some fantasised measurements lie where every component's likelihood
+    underflows; the responsibilities then come from the least unlikely component, as in the plain
+    computation (shifting by the choice's largest prior term alone would leave 0 / 0)."""
+    rows = np.array([[0.2, 0.8, 0.5, 0.5], [0.8, 0.2, 0.5, 0.5]])
+    model = RowMixture(rows, np.full((4, 1), 1e-5), np.full((2, 4), 1e-9))
+    budgets = Budgets.of(np.ones(4), np.ones(4, dtype=bool))  # one budget: the least error
+    post = model.condition([], [])
+    kw = dict(fantasies=16, max_components=10)
+    fast = knowledge_gradient(post, budgets, np.arange(4), rng=np.random.default_rng(0), **kw)
+    plain = dense_knowledge_gradient(post, budgets, np.arange(4), rng=np.random.default_rng(0), **kw)
+    assert np.all(np.isfinite(fast))
+    np.testing.assert_allclose(fast, plain, rtol=1e-9, atol=1e-15)
+    # measuring configuration 0 or 1 tells which dataset it is, so the least error goes from 0.5 to 0.2
+    np.testing.assert_allclose(fast, [0.3, 0.3, 0.0, 0.0], atol=2e-3)
+
+
+def plain_screening_gain(mean, std, budgets, choices):
+    """Expected improvement of each choice below the least estimate of every budget containing it, budget by budget."""
+    out = []
+    for j in choices:
+        total = 0.0
+        for level, end in enumerate(budgets.ends):
+            inside = budgets.order[: end + 1]
+            if j in inside:
+                best = mean[inside].min()
+                total += expected_improvement(mean[j], max(std[j], 1e-12), best)
+        out.append(total / len(budgets.ends))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_screening_gain_equals_the_budget_by_budget_sum(seed):
+    rng = np.random.default_rng(seed)
+    m = 40
+    memory = np.round(rng.uniform(1, 12, m)) if seed % 2 else rng.uniform(1, 12, m)  # shared memory levels, or none
+    candidates = rng.random(m) < 0.8
+    mean, std = np.round(rng.uniform(0.1, 0.9, m), 1 if seed > 3 else 6), rng.uniform(0.0, 0.2, m)  # tied estimates too
+    std[rng.random(m) < 0.2] = 0.0
+    budgets = Budgets.of(memory, candidates)
+    choices = np.flatnonzero(candidates & (rng.random(m) < 0.7))
+    np.testing.assert_allclose(screening_gain(mean, std, budgets, choices), plain_screening_gain(mean, std, budgets, choices),
+                               rtol=1e-10, atol=1e-15)
 
 
 def test_screening_gain_is_expected_improvement_of_the_budgets_containing_the_choice():

@@ -2,10 +2,17 @@
 the meta-training datasets, and picks by the expected drop in budget regret (a knowledge gradient).
 
 Modules: `_mixture` (the model and its posterior), `_acquisition` (knowledge gradient, screening),
-`_method` (`Adaptive` and its session).
+`_calibration` (the nested leave-one-out behind the std and probability factors), `_method`
+(`Adaptive` and its session).
 """
 
-from peppp.methods.adaptive._acquisition import Budgets, knowledge_gradient, predictive_quantiles, screening_gain
+from peppp.methods.adaptive._acquisition import (
+    Budgets,
+    knowledge_gradient,
+    normal_cdf,
+    predictive_quantiles,
+    screening_gain,
+)
 from peppp.methods.adaptive._method import Adaptive, AdaptiveSession
 from peppp.methods.adaptive._mixture import (
     NEGLIGIBLE_MASS,
@@ -27,6 +34,7 @@ __all__ = [
     "MixturePosterior",
     "RowMixture",
     "knowledge_gradient",
+    "normal_cdf",
     "predictive_quantiles",
     "rank_one_noise",
     "screening_gain",

@@ -16,7 +16,7 @@ NEGLIGIBLE_WEIGHT = 1e-6
 NEGLIGIBLE_MASS = 1e-3
 # Scratch arrays (the mixture's moments, the knowledge gradient) are cut into chunks of about this many
 # floats (memory bound).
-CHUNK_FLOATS = 4_000_000
+CHUNK_FLOATS = 2_000_000
 
 
 def rank_one_noise(residual: np.ndarray, *, iterations: int = 20) -> np.ndarray:
@@ -52,6 +52,7 @@ class RowMixture:
         self.factor = factor  # (m, k): the shared covariance is factor @ factor.T
         self.noise = noise  # (N, m) cell noise variances of each component
         self._outer: np.ndarray | None = None
+        self._noise_root: np.ndarray | None = None
 
     @classmethod
     def from_matrix(cls, error: np.ndarray, *, rank: int) -> RowMixture:
@@ -77,6 +78,13 @@ class RowMixture:
         if self._outer is None:
             self._outer = (self.factor[:, :, None] * self.factor[:, None, :]).reshape(self.factor.shape[0], -1)
         return self._outer
+
+    @property
+    def noise_root(self) -> np.ndarray:
+        """(N, m): the cell noise standard deviations of each component."""
+        if self._noise_root is None:
+            self._noise_root = np.sqrt(self.noise)
+        return self._noise_root
 
     @property
     def n_components(self) -> int:
@@ -237,7 +245,7 @@ class MixturePosterior:
         roots = vectors * np.sqrt(np.clip(values, 0.0, None))[:, None, :]  # root @ root^T = I - B K^-1 B^T
         shared = np.einsum("sk,slk->sl", rng.standard_normal((count, k)), roots[slot])  # (count, k)
         out = self.component_means(used)[slot] + shared @ model.factor.T
-        out += np.sqrt(model.noise[which]) * rng.standard_normal((count, m))
+        out += model.noise_root[which] * rng.standard_normal((count, m))
         if len(self.measured):
             out[:, self.measured] = self.errors
         return out
