@@ -182,8 +182,10 @@ def tabulated_quantiles(weights, mean, std, probs, grid=128):
     return np.array([np.interp(probs, cdf[j], points[j]) for j in range(mean.shape[1])])
 
 
+@pytest.mark.parametrize("scratch", [1, 40 * 64 * 5, 10**6])  # a column at a time, five, all twelve
 @pytest.mark.parametrize("shape", ["one", "spread", "bimodal", "narrow-and-wide"])
-def test_predictive_quantiles_tabulate_only_the_window_that_matters_with_the_same_result(shape):
+def test_predictive_quantiles_tabulate_only_the_window_that_matters_with_the_same_result(shape, scratch, monkeypatch):
+    monkeypatch.setattr(acquisition, "QUANTILE_SCRATCH", scratch)
     rng = np.random.default_rng(len(shape))
     c, C = 40, 12
     mean = rng.normal(0.4, {"one": 0.0, "spread": 0.05, "bimodal": 0.01, "narrow-and-wide": 0.02}[shape], (c, C))

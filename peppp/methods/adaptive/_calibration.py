@@ -18,7 +18,7 @@ from peppp.pareto import budget_picks, least_within, true_frontier_budgets
 ONE_STD_COVERAGE = 0.6826894921370859
 # The factors tried for the draws' spread, and how many draws each nested posterior gets.
 PROBABILITY_SCALES = np.round(np.arange(0.30, 3.001, 0.05), 2)
-NESTED_DRAWS = 256
+NESTED_DRAWS = 128
 
 
 def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray, sizes: np.ndarray, *, rows: int,

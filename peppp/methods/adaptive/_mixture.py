@@ -53,6 +53,7 @@ class RowMixture:
         self.noise = noise  # (N, m) cell noise variances of each component
         self._outer: np.ndarray | None = None
         self._noise_root: np.ndarray | None = None
+        self._rows_squared: np.ndarray | None = None
 
     @classmethod
     def from_matrix(cls, error: np.ndarray, *, rank: int) -> RowMixture:
@@ -78,6 +79,13 @@ class RowMixture:
         if self._outer is None:
             self._outer = (self.factor[:, :, None] * self.factor[:, None, :]).reshape(self.factor.shape[0], -1)
         return self._outer
+
+    @property
+    def rows_squared(self) -> np.ndarray:
+        """(N, m): each component's centre squared, cell by cell."""
+        if self._rows_squared is None:
+            self._rows_squared = self.rows**2
+        return self._rows_squared
 
     @property
     def noise_root(self) -> np.ndarray:
@@ -213,22 +221,35 @@ class MixturePosterior:
     # -- the mixture --------------------------------------------------------------------------------
 
     def moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Mixture mean of the error, its variance, and the mean of the noise-free error (each length m)."""
-        m = self.model.rows.shape[1]
-        chunk_rows = max(1, CHUNK_FLOATS // (m * (len(self.measured) + 2)))
-        live = np.flatnonzero(self.weights > NEGLIGIBLE_WEIGHT * self.weights.max())
-        w = self.weights[live] / self.weights[live].sum()
-        first = np.zeros(m)
-        second = np.zeros(m)
-        signal = np.zeros(m)
-        for start in range(0, len(live), chunk_rows):
-            idx, wc = live[start : start + chunk_rows], w[start : start + chunk_rows]
-            sig = self.component_signal(idx)
-            signal += wc @ sig
-            sig[:, self.measured] = self.errors
-            first += wc @ sig
-            second += wc @ (sig**2 + self.component_variances(idx))
-        var = np.maximum(second - first**2, 0.0)
+        """Mixture mean of the error, its variance, and the mean of the noise-free error (each length m).
+
+        Component i's signal is x_i + F g_i (g_i = F_S^T K_i^-1 r_i, a k-vector) and its variance
+        diag(F R_i F^T) + noise_i (`reduction`), so with weights w (those below `NEGLIGIBLE_WEIGHT`
+        of the largest dropped) the sums over components go through k-vectors and one k x k matrix:
+            E[signal]   = w X + F (w G)
+            E[signal^2] = w X^2 + 2 rowsum(F * X^T (w G)) + rowsum((F T) * F),  T = G^T diag(w) G
+            E[var]      = w noise + rowsum((F U) * F),  U = sum_i w_i R_i = I - B (sum_i w_i K_i^-1) B^T
+        three passes over the rows instead of a (components x m) matrix of each. Measured cells take
+        their measurement, with variance 0."""
+        model = self.model
+        w = np.where(self.weights > NEGLIGIBLE_WEIGHT * self.weights.max(), self.weights, 0.0)
+        w /= w.sum()
+        F = model.factor
+        signal = w @ model.rows
+        second = w @ model.rows_squared + w @ model.noise
+        if len(self.measured) == 0:
+            spread = np.eye(F.shape[1])
+        else:
+            G = self.alpha @ F[self.measured]  # (N, k)
+            wG = w[:, None] * G
+            signal += F @ wG.sum(axis=0)
+            second += 2.0 * np.einsum("lk,lk->l", F, model.rows.T @ wG)
+            B = F[self.measured].T  # (k, n)
+            spread = G.T @ wG + np.eye(F.shape[1]) - B @ np.tensordot(w, self.inverse, axes=1) @ B.T
+        second += np.einsum("lk,lk->l", F @ spread, F)
+        first = signal.copy()
+        first[self.measured] = self.errors
+        var = np.maximum(second - signal**2, 0.0)
         var[self.measured] = 0.0
         return first, var, signal
 
