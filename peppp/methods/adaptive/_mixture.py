@@ -14,7 +14,7 @@ NOISE_FLOOR = 1e-6
 NEGLIGIBLE_WEIGHT = 1e-6
 # The acquisition drops the lightest components that together weigh this little.
 NEGLIGIBLE_MASS = 1e-3
-# Scratch arrays (the mixture's moments, the knowledge gradient) are cut into chunks of about this many
+# Scratch arrays (the knowledge gradient, the screening gain) are cut into chunks of about this many
 # floats (memory bound).
 CHUNK_FLOATS = 2_000_000
 
