@@ -201,6 +201,16 @@ def test_predictive_quantiles_tabulate_only_the_window_that_matters_with_the_sam
                                tabulated_quantiles(weights, mean, std, probs), rtol=0, atol=1e-11)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_predictive_quantiles_refuse_a_non_finite_mixture(bad):
+    mean, std = np.full((3, 2), 0.4), np.full((3, 2), 0.02)
+    mean[1, 1] = bad
+    with pytest.raises(ValueError, match="finite"):
+        predictive_quantiles(np.full(3, 1 / 3), mean, std, np.array([0.25, 0.75]))
+    with pytest.raises(ValueError, match="positive"):
+        predictive_quantiles(np.full(3, 1 / 3), np.full((3, 2), 0.4), np.zeros((3, 2)), np.array([0.25, 0.75]))
+
+
 def test_normal_cdf_is_scipys_within_4e_13_everywhere():
     z = np.r_[np.linspace(-40.0, 40.0, 400_001), np.random.default_rng(0).normal(0, 3, 100_000), -np.inf, np.inf, -9.0, 9.0]
     got = normal_cdf(z.copy())

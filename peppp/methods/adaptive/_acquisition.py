@@ -33,7 +33,7 @@ QUANTILE_SCRATCH = 40_000
 
 
 def normal_cdf(z: np.ndarray) -> np.ndarray:
-    """The standard normal CDF of `z` (a float array, overwritten as scratch)."""
+    """The standard normal CDF of `z` (a float array without NaN, overwritten as scratch)."""
     value, slope, c2, c3 = _CDF_TABLE
     z *= _CDF_PER_UNIT
     z += _CDF_PER_UNIT * _CDF_REACH
@@ -85,6 +85,8 @@ def predictive_quantiles(weights: np.ndarray, mean: np.ndarray, std: np.ndarray,
     tabulated whole. The normal CDFs are `normal_cdf`'s (within 4e-13 of scipy's ndtr).
     """
     probs = np.asarray(probs, dtype=float)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError("predictive_quantiles needs finite means and finite positive stds")
     lo = (mean - 6 * std).min(axis=0)
     span = (mean + 6 * std).max(axis=0) - lo
     line = np.linspace(0.0, 1.0, grid)
