@@ -9,10 +9,14 @@ can be trusted (coverage, calibration error).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -317,6 +321,68 @@ def run_search(session, true_error: np.ndarray, n: int, *, sequential: bool):
     return session
 
 
+@dataclass(frozen=True)
+class _FoldPlan:
+    """Everything a leave-one-out fold needs, picklable for a worker process."""
+
+    E: np.ndarray
+    M: np.ndarray
+    train_masks: np.ndarray
+    candidates: np.ndarray
+    ns: list[int]
+    method: str
+    rank: int
+    sample: MetaSample
+    seed: int
+    memory_scale: float
+    names: list[str]
+    columns: list[str]
+
+    def run(self, i: int, active) -> list[FoldResult]:
+        """Fold i: meta-train `active` on its training rows, search and score the held-out row at every n."""
+        train_rows = self.train_masks[i]
+        matrix, observed = meta_training(self.E[train_rows], self.M[train_rows], meta_sample=self.sample,
+                                         rank=self.rank, seed=self.seed + i)
+        active.fit(matrix, observed=observed)
+        out = []
+        session = None
+        for n_i in self.ns:
+            # A sequential method's search for n extends its search for the smaller n; a one-shot
+            # design is made afresh for each n, as the paper does.
+            if session is None or not active.sequential:
+                session = active.session(memory_mb=self.M[i], candidates=self.candidates[i], seed=self.seed + i)
+            run_search(session, self.E[i], n_i, sequential=active.sequential)
+            picks = np.asarray(session.measured, dtype=int)
+            metrics = score_fold(true_error=self.E[i], memory_mb=self.M[i], estimate=session.estimate(), picks=picks,
+                                 candidates=self.candidates[i], memory_scale=self.memory_scale)
+            measured = tuple(self.columns[j] for j in picks)
+            out.append(FoldResult(dataset=self.names[i], n=n_i, measured=measured, **metrics))
+        return out
+
+
+# A worker process's fold plan and method (`_start_fold_worker`).
+_WORKER: dict = {}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _start_fold_worker(plan: _FoldPlan, cores: int) -> None:
+    """A worker's method gets its share of the cores (if it takes `workers`), and BLAS one thread."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    options = {"rank": plan.rank}
+    if "workers" in inspect.signature(METHODS[plan.method]).parameters:
+        options["workers"] = max(1, cores)
+    _WORKER["plan"], _WORKER["active"] = plan, METHODS[plan.method](**options)
+
+
+def _run_fold_in_worker(i: int) -> list[FoldResult]:
+    return _WORKER["plan"].run(i, _WORKER["active"])
+
+
 def loocv(
     error: pd.DataFrame,
     memory: pd.DataFrame,
@@ -329,6 +395,7 @@ def loocv(
     seed: int = 0,
     folds: str = "datasets",
     progress: Callable[[int, int, str], None] | None = None,
+    jobs: int = 1,
 ) -> EvaluationResult:
     """Meta leave-one-dataset-out evaluation of an active-sampling `method` over labelled matrices.
 
@@ -341,6 +408,9 @@ def loocv(
     folds: "datasets" trains on every other row; "groups" also drops the held-out row's group (the
     part of each row name before the first "-", `dataset_group`) from the training rows, so the method
     meets a dataset unlike any it was trained on.
+    jobs: folds run in this many worker processes at once (each fold is independent and seeded, so the
+    result is the same; a method with a `workers` parameter gets the cores shared out among the
+    processes). `progress` is then called as folds finish, in any order.
     """
     error, memory = validate_matrices(error, memory, complete=True)
     if method not in METHODS:
@@ -371,28 +441,37 @@ def loocv(
         raise PepppError(f"with --folds {folds}, a fold keeps only {n_train} training dataset(s); at least 2 are needed")
     if not 1 <= rank <= min(n_train, n_configs):
         raise PepppError(f"rank {rank} must be between 1 and {min(n_train, n_configs)} (training rows and configurations)")
-    active = get_method(method, rank=rank)
-    memory_scale = float(M.max())
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise PepppError(f"jobs {jobs!r} must be a positive integer")
+    plan = _FoldPlan(E=E, M=M, train_masks=train_masks, candidates=candidates_all, ns=sorted(ns), method=method,
+                     rank=rank, sample=sample, seed=seed, memory_scale=float(M.max()),
+                     names=[str(v) for v in error.index], columns=[str(v) for v in error.columns])
     result = EvaluationResult(method=method, n=ns, rank=rank, cap=cap, meta_sample=str(sample), seed=seed,
                               fold_scheme=folds)
     start = time.perf_counter()
-    for i, name in enumerate(error.index):
-        train_rows = train_masks[i]
-        matrix, observed = meta_training(E[train_rows], M[train_rows], meta_sample=sample, rank=rank, seed=seed + i)
-        active.fit(matrix, observed=observed)
-        session = None
-        for n_i in sorted(ns):
-            # A sequential method's search for n extends its search for the smaller n; a one-shot
-            # design is made afresh for each n, as the paper does.
-            if session is None or not active.sequential:
-                session = active.session(memory_mb=M[i], candidates=candidates_all[i], seed=seed + i)
-            run_search(session, E[i], n_i, sequential=active.sequential)
-            picks = np.asarray(session.measured, dtype=int)
-            metrics = score_fold(true_error=E[i], memory_mb=M[i], estimate=session.estimate(), picks=picks,
-                                 candidates=candidates_all[i], memory_scale=memory_scale)
-            measured = tuple(str(error.columns[j]) for j in picks)
-            result.folds.append(FoldResult(dataset=str(name), n=n_i, measured=measured, **metrics))
-        if progress is not None:
-            progress(i + 1, n_rows, str(name))
+    jobs = min(int(jobs), n_rows)
+    if jobs == 1:
+        active = get_method(method, rank=rank)
+        for i in range(n_rows):
+            result.folds.extend(plan.run(i, active))
+            if progress is not None:
+                progress(i + 1, n_rows, plan.names[i])
+    else:
+        by_fold = {}
+        context = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or locks of ours forked
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_fold_worker,
+                                   initargs=(plan, _cores() // jobs))
+        try:
+            pending = {pool.submit(_run_fold_in_worker, i): i for i in range(n_rows)}
+            for done, future in enumerate(as_completed(pending), start=1):
+                i = pending[future]
+                by_fold[i] = future.result()
+                if progress is not None:
+                    progress(done, n_rows, plan.names[i])
+        finally:
+            # a failed fold (or an interrupt) stops the folds not yet started
+            pool.shutdown(wait=True, cancel_futures=True)
+        for i in range(n_rows):
+            result.folds.extend(by_fold[i])
     result.seconds = time.perf_counter() - start
     return result

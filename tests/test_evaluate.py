@@ -332,3 +332,30 @@ def test_group_folds_train_without_the_held_out_rows_group():
     assert by_dataset.loc[2, "completion_error"] < by_group.loc[2, "completion_error"]
     with pytest.raises(PepppError, match="folds 'rows' is not one of datasets, groups"):
         loocv(twins, memory2, n=[2], rank=1, folds="rows")
+
+
+# --------------------------------------------------------------------------------------------------
+# folds in worker processes
+
+
+@pytest.mark.parametrize("method, sample", [("adaptive", "uniform:0.5"), ("ed", "full")])
+def test_folds_in_worker_processes_give_the_same_result(method, sample):
+    """Each fold is seeded on its own, so running them in two processes (spawned, each with its own
+    method) changes nothing but the order in which they finish."""
+    error, memory = low_rank(rows=10, cols=20, rank=2, seed=4)
+    kw = dict(method=method, n=[2, 4], rank=2, meta_sample=sample, seed=3)
+    alone = loocv(error, memory, **kw)
+    finished = []
+    shared = loocv(error, memory, jobs=2, progress=lambda done, total, name: finished.append((done, total, name)), **kw)
+    assert [(f.dataset, f.n, f.measured) for f in shared.folds] == [(f.dataset, f.n, f.measured) for f in alone.folds]
+    pd.testing.assert_frame_equal(shared.summary(), alone.summary())
+    assert [d for d, _, _ in finished] == list(range(1, 11)) and {t for _, t, _ in finished} == {10}
+    assert sorted(name for _, _, name in finished) == sorted(error.index)
+
+
+def test_jobs_must_be_a_positive_integer():
+    error, memory = low_rank(rows=6, cols=8, rank=2, seed=1)
+    with pytest.raises(PepppError, match="jobs 0 must be a positive integer"):
+        loocv(error, memory, method="ed", n=[2], rank=2, jobs=0)
+    with pytest.raises(PepppError, match="jobs True must be a positive integer"):
+        loocv(error, memory, method="ed", n=[2], rank=2, jobs=True)

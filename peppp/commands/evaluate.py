@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", choices=("datasets", "groups"), default="datasets",
                         help="datasets (default): hold out each dataset, train on all others; groups: also drop "
                         "the held-out dataset's group (its name before the first '-') from the training rows")
+    parser.add_argument("--jobs", type=checks.arg(checks.positive_int), default=1, metavar="N",
+                        help="run the folds in N worker processes at once, the cores shared out among them (default "
+                        "1; the results are the same)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="also write folds.csv (dataset, method, n, regret, hyperdiff, coverage per fold), "
@@ -264,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
                 bars[0].update()
 
             results.append(loocv(error, memory, method=name, n=args.n, rank=args.rank, cap=args.cap,
-                                 meta_sample=args.meta_sample, seed=args.seed, folds=args.folds, progress=step))
+                                 meta_sample=args.meta_sample, seed=args.seed, folds=args.folds, progress=step,
+                                 jobs=args.jobs))
     finally:
         for bar in bars:
             bar.close()

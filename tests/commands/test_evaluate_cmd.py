@@ -206,3 +206,16 @@ def test_folds_by_group_and_calibration_in_table_and_json(capsys, tmp_path):
     assert main([*base, "--method", "ed", "--json"]) == 0
     by_dataset = json.loads(capsys.readouterr().out)
     assert by_dataset["fold_scheme"] == "datasets" and by_group["regret"] != by_dataset["regret"]
+
+
+def test_jobs_run_the_folds_in_processes_with_the_same_figures(capsys, small):
+    tmp_path, e, m = small
+    base = ["evaluate", "--error", write(tmp_path, "e.csv", e), "--memory", write(tmp_path, "m.csv", m),
+            "--rank", "2", "--n", "3", "--json", "--no-progress"]
+    assert main(base) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main([*base, "--jobs", "2"]) == 0
+    shared = json.loads(capsys.readouterr().out)
+    for key in ("regret", "hyperdiff", "coverage", "calibration_error"):
+        assert shared[key] == alone[key]
+    assert "must be a positive integer" in run_bad(capsys, [*base[1:], "--jobs", "0"])
