@@ -2,16 +2,20 @@
 (deca-08 excluded, rank 5, seed 0), in the six settings (cap none / median x meta-sample full /
 uniform:0.2 / nonuniform:0.2) with folds by dataset and by group, both methods in the same folds: regret
 per n, coverage of the stds and calibration error of probability_best; then seconds per fold at
-420 x 220 (synthetic low rank plus noise), ED-MF and the default method interleaved fold by fold.
+420 x 220 (synthetic low rank plus noise), ED-MF and the default method interleaved fold by fold;
+with --full-loo J,J,..., the whole leave-one-out of the default method at 420 x 220 (`loocv`) with each
+number of worker processes J.
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_calibration.py [--folds datasets,groups]
      [--settings none/full,median/uniform:0.2,...] [--cost-folds 8] [--skip-paper] [--skip-cost]
+     [--full-loo 1,2]
 Prints markdown tables (the BENCHMARKS.md section "Calibration and robustness (issue 14)").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -82,11 +86,7 @@ def _num(value: float) -> str:
 def cost_table(folds: int, *, rows=420, cols=220, rank=5, seed=0) -> None:
     """Seconds per fold at rows x cols, ED-MF and the default method (with and without the std's
     calibration) interleaved on the same held-out rows; regret per n alongside."""
-    rng = np.random.default_rng(seed)
-    signal = rng.uniform(0, 1, (rows, rank)) @ rng.uniform(0, 1, (rank, cols)) / rank
-    noise = rng.uniform(0.005, 0.05, (rows, 1)) * rng.standard_normal((rows, cols))
-    E = np.clip(signal + noise, 0, 1)
-    memory = np.round(rng.uniform(50, 1000, cols), 0)
+    E, memory = synthetic(rows, cols, rank, seed)
     candidates = np.ones(cols, dtype=bool)
     threads = Adaptive().threads()
     makers = {"ed": lambda: get_method("ed", rank=rank),
@@ -122,6 +122,36 @@ def cost_table(folds: int, *, rows=420, cols=220, rank=5, seed=0) -> None:
     print()
 
 
+def synthetic(rows=420, cols=220, rank=5, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """The cost benchmark's matrix: rank-`rank` errors plus row-dependent noise, and memories."""
+    rng = np.random.default_rng(seed)
+    signal = rng.uniform(0, 1, (rows, rank)) @ rng.uniform(0, 1, (rank, cols)) / rank
+    noise = rng.uniform(0.005, 0.05, (rows, 1)) * rng.standard_normal((rows, cols))
+    return np.clip(signal + noise, 0, 1), np.round(rng.uniform(50, 1000, cols), 0)
+
+
+def full_loo_table(jobs: list[int], *, rank=5) -> None:
+    """Wall time of the default method's whole leave-one-out at 420 x 220, per fold, for each jobs."""
+    import pandas as pd
+
+    E, memory = synthetic(rank=rank)
+    names, configs = [f"d{i}" for i in range(E.shape[0])], [f"c{j}" for j in range(E.shape[1])]
+    error = pd.DataFrame(E, names, configs)
+    memory_frame = pd.DataFrame(np.tile(memory, (E.shape[0], 1)), names, configs)
+    print(f"Whole leave-one-out of {DEFAULT_METHOD} at {E.shape[0]} x {E.shape[1]}, rank {rank} "
+          f"(`loocv`, n = {', '.join(map(str, NS))}; {len(os.sched_getaffinity(0))} cores)")
+    print()
+    print("| worker processes | wall seconds | s per fold | regret n=3 | regret n=15 |")
+    print("|---|---|---|---|---|")
+    for j in jobs:
+        start = time.perf_counter()
+        result = loocv(error, memory_frame, method=DEFAULT_METHOD, n=NS, rank=rank, seed=0, jobs=j)
+        wall = time.perf_counter() - start
+        regret = result.summary()["regret"]
+        print(f"| {j} | {wall:.0f} | {wall / E.shape[0]:.2f} | {regret.iloc[0]:.4f} | {regret.iloc[-1]:.4f} |", flush=True)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", default="datasets,groups")
@@ -129,11 +159,14 @@ def main() -> None:
     parser.add_argument("--cost-folds", type=int, default=8)
     parser.add_argument("--skip-paper", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
+    parser.add_argument("--full-loo", default="", metavar="J,J,...", help="also time the whole 420 x 220 leave-one-out")
     args = parser.parse_args()
     if not args.skip_paper:
         paper_tables(args.folds.split(","), tuple(args.settings.split(",")))
     if not args.skip_cost:
         cost_table(args.cost_folds)
+    if args.full_loo:
+        full_loo_table([int(j) for j in args.full_loo.split(",")])
 
 
 if __name__ == "__main__":
