@@ -410,7 +410,8 @@ def loocv(
     meets a dataset unlike any it was trained on.
     jobs: folds run in this many worker processes at once (each fold is independent and seeded, so the
     result is the same; a method with a `workers` parameter gets the cores shared out among the
-    processes). `progress` is then called as folds finish, in any order.
+    processes). `progress` is then called as folds finish, in any order. The workers are spawned, so a
+    script that calls this with jobs > 1 needs the usual `if __name__ == "__main__":` guard.
     """
     error, memory = validate_matrices(error, memory, complete=True)
     if method not in METHODS:
