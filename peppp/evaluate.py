@@ -209,14 +209,10 @@ class EvaluationResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def meta_train_matrix(train: np.ndarray, train_memory: np.ndarray, *, meta_sample: MetaSample, rank: int, seed: int) -> np.ndarray:
-    """The meta-training error matrix as the method sees it: full, or sampled then completed."""
-    return meta_training(train, train_memory, meta_sample=meta_sample, rank=rank, seed=seed)[0]
-
-
 def meta_training(train: np.ndarray, train_memory: np.ndarray, *, meta_sample: MetaSample, rank: int,
                   seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """`meta_train_matrix` and which of its cells were sampled (None: all)."""
+    """The meta-training error matrix as the method sees it (full, or sampled then completed) and which
+    of its cells were sampled (None: all)."""
     if meta_sample.scheme == "full":
         return train, None
     mask, propensity = sample_mask(
