@@ -211,6 +211,25 @@ def test_predictive_quantiles_refuse_a_non_finite_mixture(bad):
         predictive_quantiles(np.full(3, 1 / 3), np.full((3, 2), 0.4), np.zeros((3, 2)), np.array([0.25, 0.75]))
 
 
+def test_one_blas_thread_holds_blas_to_one_thread_and_restores_it_nested():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from peppp.methods.adaptive._blas import one_blas_thread
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = blas_threads()  # 2, or 1 on a machine of one core
+        assert outside
+        with one_blas_thread():
+            assert set(blas_threads()) == {1}
+            with one_blas_thread():
+                assert set(blas_threads()) == {1}
+            assert set(blas_threads()) == {1}
+        assert blas_threads() == outside
+
+
 def test_normal_cdf_is_scipys_within_4e_13_everywhere():
     z = np.r_[np.linspace(-40.0, 40.0, 400_001), np.random.default_rng(0).normal(0, 3, 100_000), -np.inf, np.inf, -9.0, 9.0]
     got = normal_cdf(z.copy())

@@ -2,8 +2,8 @@
 the meta-training datasets, and picks by the expected drop in budget regret (a knowledge gradient).
 
 Modules: `_mixture` (the model and its posterior), `_acquisition` (knowledge gradient, screening),
-`_calibration` (the nested leave-one-out behind the std and probability factors), `_method`
-(`Adaptive` and its session).
+`_calibration` (the nested leave-one-out behind the std and probability factors), `_blas` (BLAS on
+one thread), `_method` (`Adaptive` and its session).
 """
 
 from peppp.methods.adaptive._acquisition import (

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr, ndtri
-from threadpoolctl import threadpool_limits
 
+from peppp.methods.adaptive._blas import one_blas_thread
 from peppp.methods.adaptive._mixture import CHUNK_FLOATS, NOISE_FLOOR, MixturePosterior
 
 
@@ -206,7 +206,7 @@ def knowledge_gradient(
     if workers > 1 and len(starts) > 1:
         # numpy and scipy release the GIL in the array work: chunks run side by side, each writing its
         # own gains. BLAS keeps to one thread meanwhile (its own threads would fight these).
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
             list(pool.map(chunk, starts))
     else:
         for start in starts:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from peppp.methods.adaptive._acquisition import Budgets, screening_gain
+from peppp.methods.adaptive._blas import one_blas_thread
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture
 from peppp.pareto import budget_picks, least_within, true_frontier_budgets
 
@@ -68,7 +68,7 @@ def fit_scales(model: RowMixture, memory_mb: np.ndarray, candidates: np.ndarray,
         return out
 
     if workers > 1 and len(held) > 1:
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=min(workers, len(held))) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=min(workers, len(held))) as pool:
             results = list(pool.map(held_out, held))
     else:
         results = [held_out(r) for r in held]

@@ -7,22 +7,21 @@ import functools
 import os
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from peppp.errors import PepppError
 from peppp.methods._base import ActiveMethod, Session
 from peppp.methods.adaptive._acquisition import Budgets, knowledge_gradient, screening_gain
+from peppp.methods.adaptive._blas import one_blas_thread
 from peppp.methods.adaptive._calibration import fit_scales
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture, silverman_scale
 
 
 def _one_blas_thread(method):
-    """Run a session step with BLAS on one thread: its matrices are small, and BLAS's own threads only
-    fight the method's (and other processes') threads for the cores."""
+    """Run a session step with BLAS on one thread (`one_blas_thread`)."""
 
     @functools.wraps(method)
     def step(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             return method(*args, **kwargs)
 
     return step
