@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from peppp import _checks as checks
@@ -82,6 +83,15 @@ CAPTION = (
 )
 
 
+def _figure(value: float, spec: str) -> str:
+    """`value` formatted by `spec`, or "-" in its place (right-aligned to the same width) where it is NaN:
+    a method that stated no std or probability there (ED-MF with fewer measurements than its rank)."""
+    if math.isfinite(value):
+        return format(value, spec)
+    width = "".join(ch for ch in spec.split(".")[0] if ch.isdigit())
+    return format("-", f">{width}" if width else "")
+
+
 def format_table(result) -> str:
     table = result.summary()
     lines = [
@@ -94,7 +104,7 @@ def format_table(result) -> str:
         lines.append(
             f"{n:>4} {row['regret']:>8.4f} ± {row['regret_se']:.4f} {row['hyperdiff']:>8.4f} ± {row['hyperdiff_se']:.4f}"
             f" {row['convergence']:>12.4f} {row['completion_error']:>10.4f} {row['memory_spent_fraction']:>10.4f}"
-            f" {row['coverage']:>9.4f} {row['calibration_error']:>9.4f}"
+            f" {_figure(row['coverage'], '>9.4f')} {_figure(row['calibration_error'], '>9.4f')}"
         )
     return "\n".join(lines)
 
@@ -122,8 +132,8 @@ def format_comparison(results) -> str:
               f"{'n':>6} " + "".join(f"{name:>{width}}" for name in names) + "   "
               + "".join(f"{name:>{width}}" for name in names)]
     for n in first.n:
-        coverage = "".join(f"{t.loc[n, 'coverage']:>{width}.4f}" for t in tables)
-        calibration = "".join(f"{t.loc[n, 'calibration_error']:>{width}.4f}" for t in tables)
+        coverage = "".join(_figure(t.loc[n, "coverage"], f">{width}.4f") for t in tables)
+        calibration = "".join(_figure(t.loc[n, "calibration_error"], f">{width}.4f") for t in tables)
         lines.append(f"{n:>6} {coverage}   {calibration}")
     if len(results) > 1:
         lines += ["", f"paired differences against {names[0]} (same folds; negative: better than {names[0]}), "
@@ -197,6 +207,12 @@ def write_outputs(results, out_dir) -> list:
     return [csv, png, write_reliability_plot(results, out_dir / "reliability.png", plt)]
 
 
+def reliability_label(method: str, calibration_error: float) -> str:
+    """A reliability panel's legend entry: the method and its calibration error ("-" where it stated no
+    probabilities, as the table prints it: ED-MF with fewer measurements than its rank)."""
+    return f"{method} (ECE {_figure(calibration_error, '.3f')})"
+
+
 def write_reliability_plot(results, path, plt):
     """One panel per n: per bin of the stated probability_best, the share of (fold, budget) pairs whose
     recommendation was truly best, per method; the diagonal is perfect calibration."""
@@ -207,7 +223,7 @@ def write_reliability_plot(results, path, plt):
         for r in results:
             table = r.reliability(n).dropna()
             ax.plot(table["probability"], table["truly_best"], marker="o", markersize=3,
-                    label=f"{r.method} (ECE {r.summary().loc[n, 'calibration_error']:.3f})")
+                    label=reliability_label(r.method, r.summary().loc[n, "calibration_error"]))
         ax.set_title(f"n = {n}", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)

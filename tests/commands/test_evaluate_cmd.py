@@ -156,6 +156,12 @@ def test_compare_prints_paired_differences_a_caption_and_writes_folds_and_a_plot
     assert code == 0
     text = capsys.readouterr().out
     assert "paired differences against ed" in text and "lower is better" in text
+    # ED-MF at n = 3 (below its rank 5) states no std nor probability: "-", as in the legend, not "nan"
+    assert "nan" not in text
+    lines = text.splitlines()
+    below = lines[next(i for i, line in enumerate(lines) if "calib.err" in line and "coverage" in line):]
+    row = next(line.split() for line in below if line.split()[:1] == ["3"])
+    assert row[1] == "-" and row[3] == "-"  # ed's coverage and calib.err
     folds = pd.read_csv(out_dir / "folds.csv")
     assert list(folds.columns) == ["dataset", "method", "n", "regret", "hyperdiff", "coverage"]
     assert len(folds) == 87 * 2 * 2
@@ -219,3 +225,10 @@ def test_jobs_run_the_folds_in_processes_with_the_same_figures(capsys, small):
     for key in ("regret", "hyperdiff", "coverage", "calibration_error"):
         assert shared[key] == alone[key]
     assert "must be a positive integer" in run_bad(capsys, [*base[1:], "--jobs", "0"])
+
+
+def test_a_reliability_legend_says_dash_where_a_method_stated_no_probabilities():
+    from peppp.commands.evaluate import reliability_label
+
+    assert reliability_label("adaptive", 0.0441) == "adaptive (ECE 0.044)"
+    assert reliability_label("ed", float("nan")) == "ed (ECE -)"  # ED-MF below its rank, as the table
