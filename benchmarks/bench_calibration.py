@@ -15,14 +15,13 @@ Prints markdown tables (the BENCHMARKS.md section "Calibration and robustness (i
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from peppp.evaluate import load_matrices, loocv, run_search, score_fold
-from peppp.methods import DEFAULT_METHOD, Adaptive, get_method
+from peppp.methods import DEFAULT_METHOD, Adaptive, get_method, usable_cores
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "meta" / "paper88x99"
 NS = (3, 5, 8, 10, 15)
@@ -139,7 +138,7 @@ def full_loo_table(jobs: list[int], *, rank=5) -> None:
     error = pd.DataFrame(E, names, configs)
     memory_frame = pd.DataFrame(np.tile(memory, (E.shape[0], 1)), names, configs)
     print(f"Whole leave-one-out of {DEFAULT_METHOD} at {E.shape[0]} x {E.shape[1]}, rank {rank} "
-          f"(`loocv`, n = {', '.join(map(str, NS))}; {len(os.sched_getaffinity(0))} cores)")
+          f"(`loocv`, n = {', '.join(map(str, NS))}; {usable_cores()} cores)")
     print()
     print("| worker processes | wall seconds | s per fold | regret n=3 | regret n=15 |")
     print("|---|---|---|---|---|")

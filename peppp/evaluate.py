@@ -13,7 +13,6 @@ import inspect
 import json
 import math
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,7 +25,7 @@ from peppp.completion import SoftImpute, sample_mask
 from peppp.errors import PepppError
 from peppp.frontier._uncertainty import draws_by_budget, probability_best_nested
 from peppp.matrices import read_matrix_csv, validate_matrices
-from peppp.methods import DEFAULT_METHOD, METHODS, get_method
+from peppp.methods import DEFAULT_METHOD, METHODS, get_method, usable_cores
 from peppp.pareto import budget_picks, budget_regret, convergence, hyperdiff, least_within, true_frontier_budgets
 
 META_SAMPLE_SCHEMES = ("full", "uniform", "nonuniform")
@@ -360,10 +359,6 @@ class _FoldPlan:
 _WORKER: dict = {}
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _start_fold_worker(plan: _FoldPlan, cores: int) -> None:
     """A worker's method gets its share of the cores (if it takes `workers`), and BLAS one thread."""
     from threadpoolctl import threadpool_limits
@@ -457,7 +452,7 @@ def loocv(
         by_fold = {}
         context = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or locks of ours forked
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_fold_worker,
-                                   initargs=(plan, _cores() // jobs))
+                                   initargs=(plan, usable_cores() // jobs))
         try:
             pending = {pool.submit(_run_fold_in_worker, i): i for i in range(n_rows)}
             for done, future in enumerate(as_completed(pending), start=1):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from peppp.design import DESIGNS
 from peppp.errors import PepppError
-from peppp.methods._base import MAX_ERROR_STD, ActiveMethod, Estimate, Session
+from peppp.methods._base import MAX_ERROR_STD, ActiveMethod, Estimate, Session, usable_cores
 from peppp.methods.adaptive import Adaptive
 from peppp.methods.design_fit import DesignFit
 
@@ -39,4 +39,5 @@ __all__ = [
     "Estimate",
     "Session",
     "get_method",
+    "usable_cores",
 ]

@@ -108,6 +108,9 @@ def test_extending_a_posterior_by_one_measurement_equals_conditioning_from_scrat
         post = post.extended(cell, value)
     direct = model.condition([2, 4, 7, 0], [0.45, 0.52, 0.40, 0.50])
     np.testing.assert_allclose(post.weights, direct.weights, rtol=1e-9, atol=1e-14)
+    # K^-1 r and r^T K^-1 r are updated in place too (n per component, not n^2)
+    np.testing.assert_allclose(post.alpha, direct.alpha, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(post.quadratic, direct.quadratic, rtol=1e-9)
     for a, b in zip(post.moments(), direct.moments()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
@@ -119,9 +122,10 @@ def test_an_estimate_carries_draws_that_give_probability_best():
     est = session.estimate()
     assert est.draws.shape == (AdaptiveSession.DRAWS, len(row))
     assert np.all(est.draws[:, session.measured] == np.array(session.errors))
-    # centred on the estimate, spread by the fitted factor times the posterior's own spread
+    # centred on the estimate, spread by the fitted factors times the posterior's own spread
     np.testing.assert_allclose(est.draws.mean(axis=0), est.error, atol=0.01)
-    assert 0.2 < session.probability_scale(4) <= 1.8
+    scale, spread = session.probability_scale(4)
+    assert 0.2 < scale <= 1.8 and 0.0 <= spread <= 1.0
     # a method without a joint model gives none: its probabilities assume independent normals
     assert run_session(get_method("ed", rank=3).fit(low_rank_matrix()), row, 4).estimate().draws is None
 
@@ -535,14 +539,16 @@ def test_scales_shrink_an_overwide_spread_and_widen_an_overnarrow_one():
     memory = np.linspace(10.0, 200.0, 20)
     candidates = np.ones(20, dtype=bool)
     sizes = np.array([1, 3, 6])
-    wide_std, wide_draws = fit_scales(basis.scaled(1.0, 16.0), memory, candidates, sizes, rows=15, seed=0)
-    narrow_std, narrow_draws = fit_scales(basis.scaled(0.05, 0.05), memory, candidates, sizes, rows=15, seed=0)
+    wide_std, wide_draws, _, _ = fit_scales(basis.scaled(1.0, 16.0), memory, candidates, sizes, rows=15, seed=0)
+    narrow_std, narrow_draws, _, _ = fit_scales(basis.scaled(0.05, 0.05), memory, candidates, sizes, rows=15, seed=0)
     assert (wide_std < 0.8).all() and (narrow_std > 1.25).all()
     assert (wide_draws < 1).all()  # an over-wide mixture over-spreads its draws too
 
 
 def test_probabilities_by_scale_are_the_share_of_draws_where_the_pick_is_least():
-    from peppp.methods.adaptive._calibration import PROBABILITY_SCALES, _probabilities_by_scale
+    from peppp.methods.adaptive._calibration import (
+        PROBABILITY_SCALES, SCALE_SPREADS, _limits, _probabilities, scale_multipliers,
+    )
     from peppp.pareto import best_for_budget, pareto_mask
 
     rng = np.random.default_rng(3)
@@ -550,16 +556,35 @@ def test_probabilities_by_scale_are_the_share_of_draws_where_the_pick_is_least()
     truth = rng.uniform(0.2, 0.6, 12)
     estimate = truth + rng.normal(0, 0.05, 12)
     deviation = rng.normal(0, 0.05, (300, 12)) + rng.normal(0, 0.05, (300, 1))
-    probability, outcome = _probabilities_by_scale(memory, truth, estimate, deviation)
+    limit, outcome = _limits(memory, truth, estimate, deviation)
+    probability = _probabilities(limit, np.random.default_rng(8))
+    assert probability.shape[:2] == (len(SCALE_SPREADS), len(PROBABILITY_SCALES))
+    factors = np.random.default_rng(8)  # the same stream: one permutation per spread, in order
     levels = np.unique(memory[pareto_mask(memory, truth)])
-    for b, level in enumerate(levels):
-        inside = np.flatnonzero(memory <= level)
-        pick = best_for_budget(memory, estimate, level)
-        assert outcome[b] == (truth[pick] <= truth[inside].min())
-        for s, t in enumerate(PROBABILITY_SCALES):
-            draws = estimate[None, inside] + t * deviation[:, inside]
-            least = draws[:, list(inside).index(pick)] <= draws.min(axis=1)
-            assert probability[s, b] == pytest.approx(least.mean(), abs=1e-12)
+    for k, spread in enumerate(SCALE_SPREADS):
+        f = scale_multipliers(300, spread, factors)
+        for b, level in enumerate(levels):
+            inside = np.flatnonzero(memory <= level)
+            pick = best_for_budget(memory, estimate, level)
+            assert outcome[b] == (truth[pick] <= truth[inside].min())
+            for s, t in enumerate(PROBABILITY_SCALES[::6]):
+                draws = estimate[None, inside] + (t * f)[:, None] * deviation[:, inside]
+                least = draws[:, list(inside).index(pick)] <= draws.min(axis=1)
+                assert probability[k, 6 * s, b] == pytest.approx(least.mean(), abs=1e-12)
+
+
+def test_scale_multipliers_are_stratified_log_normal_factors():
+    from scipy.special import ndtri
+
+    from peppp.methods.adaptive._calibration import scale_multipliers
+
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(scale_multipliers(64, 0.0, rng), np.ones(64))
+    f = scale_multipliers(1000, 0.5, rng)
+    # one factor per slice of the normal: the logs, sorted, are 0.5 times the slices' quantiles
+    np.testing.assert_allclose(np.sort(np.log(f)), 0.5 * ndtri((np.arange(1000) + 0.5) / 1000), rtol=1e-12)
+    assert np.median(f) == pytest.approx(1.0, rel=1e-3)
+    assert not np.all(np.diff(f) > 0)  # in a random order: the draws they multiply are in no order either
 
 
 def test_calibrated_std_covers_about_68_percent_and_leaves_picks_and_means_alone():
@@ -594,8 +619,8 @@ def test_scales_do_not_depend_on_the_threads():
     args = (model, np.linspace(10.0, 120.0, 12), np.ones(12, dtype=bool), np.array([1, 2, 4]))
     one = fit_scales(*args, rows=6, seed=1, workers=1)
     three = fit_scales(*args, rows=6, seed=1, workers=3)
-    np.testing.assert_array_equal(one[0], three[0])
-    np.testing.assert_array_equal(one[1], three[1])
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_size_with_nothing_left_to_score_carries_the_factors_before_it():
@@ -605,8 +630,10 @@ def test_a_size_with_nothing_left_to_score_carries_the_factors_before_it():
     model = RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
     candidates = np.zeros(8, dtype=bool)
     candidates[:3] = True
-    std, draws = fit_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5, seed=0)
-    assert std[0] != 1.0 and std[1] == std[0] and draws[1] == draws[0]
+    std, draws, spread, reference = fit_scales(model, np.arange(1.0, 9.0), candidates, np.array([1, 3]), rows=5,
+                                               seed=0)
+    assert std[0] != 1.0 and std[1] == std[0] and draws[1] == draws[0] and spread[1] == spread[0]
+    assert 0 < reference[0] < np.inf and reference[1] == reference[0]
 
 
 def test_the_calibration_keeps_to_measured_cells():
@@ -622,8 +649,8 @@ def test_the_calibration_keeps_to_measured_cells():
     completed = np.where(observed, E, E.mean(axis=0) + (U[:, :2] * S[:2]) @ Vt[:2])
     model = RowMixture.from_matrix(completed, rank=2).scaled(0.7, 2.0)
     args = (model, np.linspace(10.0, 300.0, 30), np.ones(30, dtype=bool), np.array([1, 3, 5]))
-    blind, _ = fit_scales(*args, rows=12, seed=0)
-    aware, _ = fit_scales(*args, rows=12, seed=0, observed=observed)
+    blind, _, _, _ = fit_scales(*args, rows=12, seed=0)
+    aware, _, _, _ = fit_scales(*args, rows=12, seed=0, observed=observed)
     assert (aware > 1.2 * blind).all()
 
 
@@ -637,3 +664,127 @@ def test_fit_takes_the_observed_mask_and_checks_it():
     assert method.fit(E, observed=mask).observed_[0, 0] == False  # noqa: E712
     with pytest.raises(PepppError, match=r"observed must be a boolean mask of shape \(10, 8\)"):
         method.fit(E, observed=mask[:, :4])
+
+
+def test_the_nested_search_starts_at_the_sessions_first_pick():
+    from peppp.methods.adaptive._acquisition import Budgets
+    from peppp.methods.adaptive._calibration import _screening_picks, fit_scales
+
+    E = low_rank_matrix(n_rows=20, m=12, k=2, seed=2)
+    model = RowMixture.from_matrix(E, rank=2).scaled(0.7, 2.0)
+    memory = np.linspace(10.0, 120.0, 12)
+    candidates = np.ones(12, dtype=bool)
+    budgets = Budgets.of(memory, candidates)
+    plain = _screening_picks(model, E[0], budgets, candidates, np.array([1, 3]))
+    first = 11 if plain[0][0][0] != 11 else 10
+    led = _screening_picks(model, E[0], budgets, candidates, np.array([1, 3]), first=first)
+    assert plain[0][0][0] != first and led[0][0][0] == first and led[1][0][0] == first
+    # a first cell the held-out rows never measured: they start as without one
+    observed = np.ones(E.shape, dtype=bool)
+    observed[:, first] = False
+    args = (model, memory, candidates, np.array([1, 3]))
+    for a, b in zip(fit_scales(*args, rows=6, seed=1, observed=observed),
+                    fit_scales(*args, rows=6, seed=1, observed=observed, first=first)):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(fit_scales(*args, rows=6, seed=1),
+                                                         fit_scales(*args, rows=6, seed=1, first=first)))
+
+
+def test_the_session_computes_its_first_pick_once_for_itself_and_its_calibration():
+    method = Adaptive(rank=3).fit(low_rank_matrix())
+    row = low_rank_matrix(seed=9)[0]
+    session = method.session(memory_mb=np.linspace(10.0, 400.0, len(row)), seed=4)
+    (j,) = session.propose(1)
+    key = session._opening
+    assert key[1] == j
+    session.observe(j, row[j])
+    session.estimate()  # fits the calibration, which starts its held-out rows at j
+    assert session._opening is key  # not computed again
+    # a caller that measured elsewhere first: the calibration still starts where the session would
+    other = method.session(memory_mb=np.linspace(10.0, 400.0, len(row)), seed=4)
+    k = (j + 1) % len(row)
+    other.observe(k, row[k])
+    other.estimate()
+    assert other._opening[1] == j
+
+
+# --------------------------------------------------------------------------------------------------
+# widening for surprising datasets
+
+
+def test_surprise_factor_widens_only_past_the_reference():
+    from peppp.methods.adaptive._calibration import surprise_factor
+
+    assert surprise_factor(0.2, 0.5) == 1.0
+    assert surprise_factor(0.5, 0.5) == 1.0
+    assert surprise_factor(2.0, 0.5) == pytest.approx(2.0)  # sqrt(4): the std scales as the root
+    assert surprise_factor(3.0, np.inf) == 1.0 and surprise_factor(3.0, np.nan) == 1.0
+
+
+def test_the_nested_surprise_is_each_measurements_standardised_error_before_it():
+    from peppp.methods.adaptive._acquisition import Budgets
+    from peppp.methods.adaptive._calibration import _screening_picks
+
+    E = low_rank_matrix(n_rows=20, m=12, k=2, seed=2)
+    model = RowMixture.from_matrix(E[1:], rank=2).scaled(0.7, 2.0)
+    candidates = np.ones(12, dtype=bool)
+    steps = _screening_picks(model, E[0], Budgets.of(np.linspace(10.0, 120.0, 12), candidates), candidates,
+                             np.array([1, 4]))
+    measured = steps[-1][0]
+    squared = []
+    for j, cell in enumerate(measured):
+        mean, var, _ = model.condition(measured[:j], E[0, measured[:j]]).moments()
+        squared.append((E[0, cell] - mean[cell]) ** 2 / var[cell])
+    assert steps[0][4] == pytest.approx(squared[0], rel=1e-9)
+    assert steps[1][4] == pytest.approx(np.mean(squared), rel=1e-9)
+
+
+def test_a_dataset_unlike_the_training_rows_is_told_wider_errors():
+    """Training rows from one family, new rows from another (shifted and differently shaped): their
+    first measurements surprise the posterior, which widens the stds and draws, and the +-1 std
+    coverage on them moves towards 68%; rows of the training family keep about the calibrated width."""
+    E = low_rank_matrix(n_rows=40, m=24, k=2, noise=0.02, seed=11)
+    memory = memory_of(24)
+    method = Adaptive(rank=2).fit(E[:30])
+    other = np.clip(0.62 + 0.25 * (low_rank_matrix(n_rows=10, m=24, k=2, noise=0.02, seed=12) - 0.5), 0, 1)
+    widened, like, covered, narrower = [], [], [], []
+    for rows, out in ((other, widened), (E[30:], like)):
+        for row in rows:
+            session = run_session(method, row, 4, seed=3)
+            est = session.estimate()
+            out.append(session.widening())
+            if out is widened:
+                free = est.std > 0
+                z = np.abs(row[free] - est.error[free]) / est.std[free]
+                covered.append(np.mean(z <= 1))
+                narrower.append(np.mean(z * session.widening() <= 1))  # the same stds without the widening
+            # the widening is the surprise of the measurements so far against the nested reference
+            squared = []
+            for j, cell in enumerate(session.measured):
+                mean, var, _ = method.model_.condition(session.measured[:j], session.errors[:j]).moments()
+                squared.append((session.errors[j] - mean[cell]) ** 2 / var[cell])
+            sizes, _, _, _, reference = session._scales()
+            expected = max(1.0, np.sqrt(np.mean(squared) / np.interp(4, sizes, reference)))
+            assert session.widening() == pytest.approx(expected, rel=1e-9)
+    assert np.median(widened) > 2.0 and np.median(like) < 1.5
+    assert abs(np.mean(covered) - 0.6827) < abs(np.mean(narrower) - 0.6827)
+    # uncalibrated: nothing widens
+    plain = run_session(Adaptive(rank=2, calibrate=False).fit(E[:30]), other[0], 4, seed=3)
+    assert plain.widening() == 1.0
+
+
+def test_draws_move_continuously_with_the_posterior():
+    """After fewer measurements than the rank, k - n directions keep eigenvalue 1 in I - B K^-1 B^T,
+    and eigh may return any turn of them: a root built from the eigenvectors changed the draws by up
+    to 0.2 under 1e-16 rounding. The symmetric root does not depend on it."""
+    E = low_rank_matrix(n_rows=30, m=24, k=5, seed=4)
+    model = RowMixture.from_matrix(E, rank=5).scaled(0.7, 2.0)
+    worst = 0.0
+    for seed in range(10):
+        cells = np.random.default_rng(seed).choice(24, 2, replace=False)
+        # the same posterior two ways, equal to rounding: from scratch, and extended by the second cell
+        direct = model.condition(cells, E[0, cells])
+        extended = model.condition(cells[:1], E[0, cells[:1]]).extended(cells[1], E[0, cells[1]])
+        a, b = direct.draws(64, np.random.default_rng(1)), extended.draws(64, np.random.default_rng(1))
+        worst = max(worst, float(np.abs(a - b).max()))
+    assert worst < 1e-9

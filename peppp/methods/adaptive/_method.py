@@ -4,15 +4,14 @@ by knowledge gradient, estimates from the posterior)."""
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
 from peppp.errors import PepppError
-from peppp.methods._base import ActiveMethod, Session
+from peppp.methods._base import ActiveMethod, Session, usable_cores
 from peppp.methods.adaptive._acquisition import Budgets, knowledge_gradient, screening_gain
 from peppp.methods.adaptive._blas import one_blas_thread
-from peppp.methods.adaptive._calibration import fit_scales
+from peppp.methods.adaptive._calibration import fit_scales, scale_multipliers, squared_error, surprise_factor
 from peppp.methods.adaptive._mixture import MixturePosterior, RowMixture, silverman_scale
 
 
@@ -33,7 +32,8 @@ class AdaptiveSession(Session):
     posterior mean before choosing the next. The estimate's `predicted` is the posterior mean of the
     new dataset's noise-free error (at a measured configuration: between the smoothed value and the
     measurement, as the noise model splits the residual), its `std` the posterior standard deviation
-    of the error itself, times the calibration factor for the number measured (`Adaptive.calibrate`)."""
+    of the error itself, times the calibration factor for the number measured (`Adaptive.calibrate`)
+    and the widening its surprising measurements call for (`widening`)."""
 
     # Numbers of measurements at which the calibration factors are fitted; interpolated between.
     CALIBRATION_SIZES = (1, 2, 3, 5, 8, 12, 20)
@@ -43,36 +43,57 @@ class AdaptiveSession(Session):
     def __init__(self, method: Adaptive, **kwargs):
         super().__init__(**kwargs)
         self.method = method
-        self._fitted_scales: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._fitted_scales: tuple[np.ndarray, ...] | None = None
+        # Each measurement's squared standardised error under the posterior before it, and that posterior.
+        self._squared: list[float] = []
+        self._before: MixturePosterior | None = None
         self._current: tuple[int, MixturePosterior, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._opening: tuple[bytes, int | None] | None = None
 
     @_one_blas_thread
-    def _scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(sizes, std factors, draws factors), fitted once per session from the training rows (and this
-        dataset's memory, which picks the kind of cells measured); the candidates are those the session
-        started with."""
+    def _scales(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sizes, std factors, draws factors, draws spreads, reference surprises), fitted once per
+        session from the training rows (and this dataset's memory, which picks the kind of cells
+        measured); the candidates are those the session started with."""
         if self._fitted_scales is None:
             sizes = np.array([n for n in self.CALIBRATION_SIZES if n < self.candidates.sum()] or [1])
-            std, draws = fit_scales(self.method.model_, self.memory_mb, self.candidates, sizes,
-                                    rows=self.method.calibration_rows, seed=self.seed, workers=self.method.threads(),
-                                    observed=self.method.observed_)
-            self._fitted_scales = (sizes, std, draws)
+            std, draws, spread, reference = fit_scales(
+                self.method.model_, self.memory_mb, self.candidates, sizes, rows=self.method.calibration_rows,
+                seed=self.seed, workers=self.method.threads(), observed=self.method.observed_, first=self._first_pick())
+            self._fitted_scales = (sizes, std, draws, spread, reference)
         return self._fitted_scales
 
     def std_scale(self, n_measured: int) -> float:
         """The calibration factor of the posterior std after `n_measured` measurements (1 uncalibrated)."""
         if not self.method.calibrate:
             return 1.0
-        sizes, std, _ = self._scales()
+        sizes, std, _, _, _ = self._scales()
         return float(np.interp(n_measured, sizes, std))
 
-    def probability_scale(self, n_measured: int) -> float:
-        """The factor of the joint draws' deviations from the mean that `probability_best` is computed
-        with, after `n_measured` measurements (1 uncalibrated)."""
+    def probability_scale(self, n_measured: int) -> tuple[float, float]:
+        """The median factor of the joint draws' deviations from the mean that `probability_best` is
+        computed with, and the log-std of the factor across draws (`scale_multipliers`), after
+        `n_measured` measurements ((1, 0) uncalibrated)."""
         if not self.method.calibrate:
+            return 1.0, 0.0
+        sizes, _, draws, spread, _ = self._scales()
+        return float(np.interp(n_measured, sizes, draws)), float(np.interp(n_measured, sizes, spread))
+
+    def widening(self) -> float:
+        """The factor by which this dataset's surprising measurements widen the calibrated std and
+        draws (`surprise_factor`: its surprise so far against the nested leave-one-out's; 1 uncalibrated)."""
+        if not self.method.calibrate or not self.measured:
             return 1.0
-        sizes, _, draws = self._scales()
-        return float(np.interp(n_measured, sizes, draws))
+        while len(self._squared) < len(self.measured):
+            j = len(self._squared)
+            post = self._before if self._before is not None else self._posterior([], [])
+            mean, var, _ = post.moments()
+            cell, value = self.measured[j], self.errors[j]
+            self._squared.append(squared_error(value, mean, var, cell))
+            self._before = post.extended(cell, value)
+        sizes, _, _, _, reference = self._scales()
+        n = len(self.measured)
+        return surprise_factor(float(np.mean(self._squared[:n])), float(np.interp(n, sizes, reference)))
 
     def _posterior(self, measured: list[int], errors: list[float]) -> MixturePosterior:
         return self.method.model_.condition(measured, errors)
@@ -99,7 +120,8 @@ class AdaptiveSession(Session):
             if len(choices) == 0:
                 break
             post = self._posterior(measured, errors)
-            j = self._best(post, choices, len(measured))
+            # (with nothing measured, `choices` are the opening choices of `_first_pick`)
+            j = self._best(post, choices, len(measured)) if measured else self._first_pick()
             picks.append(j)
             if len(picks) < k:
                 # Kriging believer: the pick is fantasised at its posterior mean, so the next pick
@@ -107,6 +129,19 @@ class AdaptiveSession(Session):
                 measured.append(j)
                 errors.append(float(post.moments()[0][j]))
         return picks
+
+    def _first_pick(self) -> int | None:
+        """The pick from the prior among the candidates within the measurement budget (None: none
+        fits), kept while the candidates stay as they are: the session's first proposal, and where the
+        calibration's held-out rows start (`fit_scales`'s `first`)."""
+        key = np.packbits(self.candidates).tobytes()
+        if self._opening is None or self._opening[0] != key:
+            choices = self.candidates.copy()
+            if self.budget_mb is not None:
+                choices &= self.memory_mb <= self.budget_mb + 1e-9
+            pick = self._best(self._posterior([], []), np.flatnonzero(choices), 0) if choices.any() else None
+            self._opening = (key, pick)
+        return self._opening[1]
 
     def _best(self, post: MixturePosterior, choices: np.ndarray, step: int) -> int:
         method = self.method
@@ -137,15 +172,18 @@ class AdaptiveSession(Session):
             S = np.asarray(self.measured)
             share = min(1.0, 1.0 / self.method.noise_scale)
             signal[S] += share * (np.asarray(self.errors) - signal[S])
-        return signal, np.sqrt(var) * self.std_scale(len(self.measured))
+        return signal, np.sqrt(var) * self.std_scale(len(self.measured)) * self.widening()
 
     @_one_blas_thread
     def _draws(self, error: np.ndarray) -> np.ndarray:
-        """`DRAWS` joint draws of the posterior around `error`, their deviations times `probability_scale`."""
+        """`DRAWS` joint draws of the posterior around `error`, their deviations times the factors of
+        `probability_scale`."""
         post, (mean, _, _) = self._now()
         rng = np.random.default_rng([self.seed, len(self.measured), 7])
         deviation = post.draws(self.DRAWS, rng) - mean
-        out = error[None, :] + self.probability_scale(len(self.measured)) * deviation
+        scale, spread = self.probability_scale(len(self.measured))
+        scale *= self.widening()
+        out = error[None, :] + (scale * scale_multipliers(self.DRAWS, spread, rng))[:, None] * deviation
         out[:, self.measured] = self.errors
         return out
 
@@ -172,8 +210,10 @@ class Adaptive(ActiveMethod):
       leave-one-out over `calibration_rows` training rows (`fit_scales`), so that +-1 std covers about
       68% of the unmeasured configurations (uncalibrated, it covers 80-88% after 3-8 measurements on
       the paper's matrix: the mixture's spread is wider than its errors); and scale the joint draws
-      that `probability_best` is computed from by a second factor, fitted in the same leave-one-out for
-      the least Brier score. Picks do not depend on it.
+      that `probability_best` is computed from by a second factor, itself spread log-normally across
+      the draws (a scale mixture: after few measurements the spread is unsure too), both fitted in the
+      same leave-one-out for the least Brier score. The held-out rows start at the session's own first
+      pick. Picks do not depend on any of it.
     """
 
     name = "adaptive"
@@ -218,8 +258,7 @@ class Adaptive(ActiveMethod):
         """How many threads a knowledge gradient uses (`workers`, or one per usable core up to 4)."""
         if self.workers is not None:
             return int(self.workers)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, min(4, cores))
+        return max(1, min(4, usable_cores()))
 
     def _fit(self, error: np.ndarray) -> None:
         if error.shape[0] < 2:

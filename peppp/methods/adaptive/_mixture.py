@@ -124,11 +124,14 @@ class MixturePosterior:
         self.cross = cross
         self._weigh(errors[None, :] - model.rows[:, measured], 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1))
 
-    def _weigh(self, residual: np.ndarray, log_det: np.ndarray) -> None:
-        """alpha_i = K_i^-1 r_i and the weights by each component's likelihood of the measurements."""
+    def _weigh(self, residual: np.ndarray, log_det: np.ndarray, alpha: np.ndarray | None = None,
+               quadratic: np.ndarray | None = None) -> None:
+        """alpha_i = K_i^-1 r_i (unless given), r_i^T alpha_i (unless given), and the weights by each
+        component's likelihood of the measurements."""
         self.residual, self.log_det = residual, log_det
-        self.alpha = np.einsum("ijk,ik->ij", self.inverse, residual)  # K_i^-1 r_i
-        log_like = -0.5 * np.einsum("ij,ij->i", residual, self.alpha) - 0.5 * log_det
+        self.alpha = np.einsum("ijk,ik->ij", self.inverse, residual) if alpha is None else alpha  # K_i^-1 r_i
+        self.quadratic = np.einsum("ij,ij->i", residual, self.alpha) if quadratic is None else quadratic
+        log_like = -0.5 * self.quadratic - 0.5 * log_det
         w = np.exp(log_like - log_like.max())
         self.weights = w / w.sum()
 
@@ -147,14 +150,21 @@ class MixturePosterior:
         u = self.inverse @ b  # (N, n)
         schur = column[cell] + model.noise[:, cell] - u @ b  # (N,)
         n = len(self.measured)
+        scaled = u / schur[:, None]  # (N, n)
         inverse = np.empty((len(schur), n + 1, n + 1))
-        inverse[:, :n, :n] = self.inverse + u[:, :, None] * u[:, None, :] / schur[:, None, None]
-        inverse[:, :n, n] = inverse[:, n, :n] = -u / schur[:, None]
+        np.multiply(u[:, :, None], scaled[:, None, :], out=inverse[:, :n, :n])
+        inverse[:, :n, :n] += self.inverse
+        inverse[:, :n, n] = inverse[:, n, :n] = -scaled
         inverse[:, n, n] = 1.0 / schur
         new.inverse = inverse
         new.cross = np.concatenate([self.cross, column[:, None]], axis=1)
-        residual = np.concatenate([self.residual, (error - model.rows[:, cell])[:, None]], axis=1)
-        new._weigh(residual, self.log_det + np.log(schur))
+        last = error - model.rows[:, cell]  # (N,): the new cell's residual
+        residual = np.concatenate([self.residual, last[:, None]], axis=1)
+        # The same block update on K^-1 r: with g = (u.r - r_new) / schur (u.r = b.alpha), the new alpha
+        # is [alpha + u g, -g] and r^T K^-1 r grows by schur g^2: n per component instead of n^2.
+        gap = (self.alpha @ b - last) / schur
+        alpha = np.concatenate([self.alpha + u * gap[:, None], -gap[:, None]], axis=1)
+        new._weigh(residual, self.log_det + np.log(schur), alpha, self.quadratic + schur * gap**2)
         return new
 
     # -- per component ----------------------------------------------------------------------------
@@ -263,7 +273,12 @@ class MixturePosterior:
         which = live[rng.choice(len(live), size=count, p=self.weights[live] / self.weights[live].sum())]
         used, slot = np.unique(which, return_inverse=True)
         values, vectors = np.linalg.eigh(self.reduction(used))  # (u, k), (u, k, k); symmetric PSD up to rounding
-        roots = vectors * np.sqrt(np.clip(values, 0.0, None))[:, None, :]  # root @ root^T = I - B K^-1 B^T
+        # The symmetric square root V sqrt(L) V^T (root @ root^T = I - B K^-1 B^T): unlike V sqrt(L), it
+        # does not depend on the signs eigh gives its eigenvectors, nor on how it turns them within a
+        # repeated eigenvalue (every direction B leaves alone has eigenvalue 1: k - n of them after n < k
+        # measurements), so the draws move continuously with the posterior. With V sqrt(L), rounding at
+        # 1e-16 turned those eigenvectors and changed the draws by up to 0.2 on the paper's matrix.
+        roots = (vectors * np.sqrt(np.clip(values, 0.0, None))[:, None, :]) @ vectors.transpose(0, 2, 1)
         shared = np.einsum("sk,slk->sl", rng.standard_normal((count, k)), roots[slot])  # (count, k)
         out = self.component_means(used)[slot] + shared @ model.factor.T
         out += model.noise_root[which] * rng.standard_normal((count, m))
