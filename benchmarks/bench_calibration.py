@@ -3,8 +3,8 @@
 uniform:0.2 / nonuniform:0.2) with folds by dataset and by group, both methods in the same folds: regret
 per n, coverage of the stds and calibration error of probability_best; then seconds per fold at
 420 x 220 (synthetic low rank plus noise), ED-MF and the default method interleaved fold by fold;
-with --full-loo J,J,..., the whole leave-one-out of the default method at 420 x 220 (`loocv`) with each
-number of worker processes J.
+with --full-loo J,J,..., the whole leave-one-out at 420 x 220 (`loocv`), ED-MF and the default method, with
+each number of worker processes J.
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_calibration.py [--folds datasets,groups]
      [--settings none/full,median/uniform:0.2,...] [--cost-folds 8] [--skip-paper] [--skip-cost]
@@ -130,24 +130,27 @@ def synthetic(rows=420, cols=220, rank=5, seed=0) -> tuple[np.ndarray, np.ndarra
 
 
 def full_loo_table(jobs: list[int], *, rank=5) -> None:
-    """Wall time of the default method's whole leave-one-out at 420 x 220, per fold, for each jobs."""
+    """Wall time of the whole leave-one-out at 420 x 220, per fold, for each jobs: ED-MF and the default
+    method side by side (one after the other, on the same folds)."""
     import pandas as pd
 
     E, memory = synthetic(rank=rank)
     names, configs = [f"d{i}" for i in range(E.shape[0])], [f"c{j}" for j in range(E.shape[1])]
     error = pd.DataFrame(E, names, configs)
     memory_frame = pd.DataFrame(np.tile(memory, (E.shape[0], 1)), names, configs)
-    print(f"Whole leave-one-out of {DEFAULT_METHOD} at {E.shape[0]} x {E.shape[1]}, rank {rank} "
+    print(f"Whole leave-one-out at {E.shape[0]} x {E.shape[1]}, rank {rank} "
           f"(`loocv`, n = {', '.join(map(str, NS))}; {usable_cores()} cores)")
     print()
-    print("| worker processes | wall seconds | s per fold | regret n=3 | regret n=15 |")
-    print("|---|---|---|---|---|")
+    print("| worker processes | method | wall seconds | s per fold | regret n=3 | regret n=15 |")
+    print("|---|---|---|---|---|---|")
     for j in jobs:
-        start = time.perf_counter()
-        result = loocv(error, memory_frame, method=DEFAULT_METHOD, n=NS, rank=rank, seed=0, jobs=j)
-        wall = time.perf_counter() - start
-        regret = result.summary()["regret"]
-        print(f"| {j} | {wall:.0f} | {wall / E.shape[0]:.2f} | {regret.iloc[0]:.4f} | {regret.iloc[-1]:.4f} |", flush=True)
+        for method in ("ed", DEFAULT_METHOD):
+            start = time.perf_counter()
+            result = loocv(error, memory_frame, method=method, n=NS, rank=rank, seed=0, jobs=j)
+            wall = time.perf_counter() - start
+            regret = result.summary()["regret"]
+            print(f"| {j} | {method} | {wall:.0f} | {wall / E.shape[0]:.2f} | {regret.iloc[0]:.4f} "
+                  f"| {regret.iloc[-1]:.4f} |", flush=True)
     print()
 
 
