@@ -545,7 +545,7 @@ def test_scales_shrink_an_overwide_spread_and_widen_an_overnarrow_one():
     assert (wide_draws < 1).all()  # an over-wide mixture over-spreads its draws too
 
 
-def test_probabilities_by_scale_are_the_share_of_draws_where_the_pick_is_least():
+def test_probabilities_per_spread_and_scale_are_the_share_of_draws_where_the_pick_is_least():
     from peppp.methods.adaptive._calibration import (
         PROBABILITY_SCALES, SCALE_SPREADS, _limits, _probabilities, scale_multipliers,
     )
