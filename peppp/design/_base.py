@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.linalg
 
 from peppp._params import Params
 from peppp.errors import PepppError
@@ -170,12 +169,26 @@ def qr_pivots(Y: np.ndarray, chosen: np.ndarray, available: np.ndarray, count: i
 
     The columns are first projected off the span of the `chosen` ones, so the pivots are the columns
     most independent of what is already in the design (the plain QR when nothing is chosen, or when the
-    chosen columns span everything already). Ties go to the lower index.
+    chosen columns span everything already). Each pivot is, as in the QR, the available column of
+    largest norm once projected off the span of those before it, found one at a time so that the same
+    pivots come out whether asked for together or one by one (those before passed as `chosen`: a
+    search in rounds of one). Norms within rounding of the largest (1e-10 of Y's largest column norm)
+    tie, and ties go to the lower index: small meta-matrices have equal columns (test errors come in
+    steps of one test image), where LAPACK's pivoting, whose norms are downdated rather than recomputed,
+    broke them by rounding, differently for the batch and for the rounds.
     """
     columns = np.flatnonzero(available)
     block = Y[:, columns]
-    basis = span_basis(Y[:, chosen])
-    if 0 < basis.shape[1] < Y.shape[0]:
-        block = block - basis @ (basis.T @ block)
-    _, pivots = scipy.linalg.qr(block, mode="r", pivoting=True, check_finite=False)
-    return columns[pivots[:count]]
+    norms = np.linalg.norm(Y, axis=0)
+    tie = 1e-10 * max(float(norms.max()) if norms.size else 0.0, np.finfo(float).tiny)
+    spanned = Y[:, chosen]
+    if span_basis(spanned).shape[1] >= Y.shape[0]:
+        spanned = Y[:, :0]
+    picked: list[int] = []  # positions in `columns`
+    for _ in range(min(count, len(columns))):
+        basis = span_basis(np.concatenate([spanned, block[:, picked]], axis=1))
+        residual = block - basis @ (basis.T @ block) if basis.shape[1] else block
+        left = np.linalg.norm(residual, axis=0)
+        left[picked] = -np.inf
+        picked.append(int(np.flatnonzero(left >= left.max() - tie)[0]))
+    return columns[np.asarray(picked, dtype=int)]
