@@ -359,3 +359,29 @@ def test_jobs_must_be_a_positive_integer():
         loocv(error, memory, method="ed", n=[2], rank=2, jobs=0)
     with pytest.raises(PepppError, match="jobs True must be a positive integer"):
         loocv(error, memory, method="ed", n=[2], rank=2, jobs=True)
+    with pytest.raises(PepppError, match="jobs 'all' must be a positive integer or 'auto'"):
+        loocv(error, memory, method="ed", n=[2], rank=2, jobs="all")
+
+
+def test_auto_jobs_is_one_per_core_and_fold_from_the_threshold_and_one_below(monkeypatch):
+    import peppp.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 4)
+    cells = evaluate.AUTO_JOBS_MIN_CELLS
+    assert evaluate.auto_jobs(10, cells // 10 - 1) == 1
+    assert evaluate.auto_jobs(10, cells // 10) == 4
+    assert evaluate.auto_jobs(3, cells) == 3  # at most one per fold
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 1)
+    assert evaluate.auto_jobs(100, 100) == 1
+
+
+def test_auto_jobs_in_loocv_runs_small_matrices_here_and_large_ones_in_processes(monkeypatch):
+    import peppp.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 2)
+    small = loocv(*low_rank(rows=6, cols=8, rank=2, seed=1), method="ed", n=[2], rank=2, jobs="auto")
+    assert small.jobs == 1 and small.to_json_dict()["jobs"] == 1
+    error, memory = low_rank(rows=20, cols=evaluate.AUTO_JOBS_MIN_CELLS // 20, rank=2, seed=1)
+    large = loocv(error, memory, method="ed", n=[2], rank=2, jobs="auto")
+    assert large.jobs == 2
+    pd.testing.assert_frame_equal(large.summary(), loocv(error, memory, method="ed", n=[2], rank=2).summary())

@@ -149,6 +149,13 @@ def test_help_names_every_method_and_the_default_n():
     assert tuple(inspect.signature(loocv).parameters["n"].default) == DEFAULT_N
 
 
+def test_the_help_states_the_auto_jobs_threshold_the_library_uses():
+    from peppp.commands.evaluate import AUTO_JOBS_MIN_CELLS as shown
+    from peppp.evaluate import AUTO_JOBS_MIN_CELLS
+
+    assert shown == AUTO_JOBS_MIN_CELLS
+
+
 def test_compare_prints_paired_differences_a_caption_and_writes_folds_and_a_plot(capsys, tmp_path):
     out_dir = tmp_path / "out" / "here"
     code = main(["evaluate", "--error", ERROR, "--memory", MEMORY, "--exclude", "deca-08", "--compare", "ed,random",
@@ -224,7 +231,12 @@ def test_jobs_run_the_folds_in_processes_with_the_same_figures(capsys, small):
     shared = json.loads(capsys.readouterr().out)
     for key in ("regret", "hyperdiff", "coverage", "calibration_error"):
         assert shared[key] == alone[key]
-    assert "must be a positive integer" in run_bad(capsys, [*base[1:], "--jobs", "0"])
+    assert alone["jobs"] == 1 and shared["jobs"] == 2  # 6 x 8 is below the auto threshold: one process
+    assert main([*base[:-2], "--jobs", "2"]) == 0
+    assert "in 2 worker processes" in capsys.readouterr().out.splitlines()[0]
+    assert "must be a positive integer (or auto)" in run_bad(capsys, [*base[1:], "--jobs", "0"])
+    for bad in ("two", "1.5", "Auto"):
+        assert "is not an integer (ASCII digits, e.g. 3) (or auto)" in run_bad(capsys, [*base[1:], "--jobs", bad])
 
 
 def test_a_reliability_legend_says_dash_where_a_method_stated_no_probabilities():
