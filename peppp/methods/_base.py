@@ -23,9 +23,69 @@ from peppp.errors import PepppError
 MAX_ERROR_STD = 0.5
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def usable_cores(*, cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """The cores this process may use: those it may run on (its CPU affinity where the system has one),
+    and no more than its cgroup's CPU quota rounded up (`cgroup_cpus`): a container limited to 2 CPUs
+    on a 64-core host gets 2, not 64 worker processes or threads that would queue for them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpus(cgroup_root=cgroup_root, proc_cgroup=proc_cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else max(1, cores)
+
+
+def cgroup_cpus(*, cgroup_root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The CPUs this process's cgroup may use (quota / period: 1.5 for "150000 100000"), the least over
+    its cgroup and the cgroups above it, or None where none sets a limit or the files cannot be read.
+
+    cgroup v2: `cpu.max` ("max 100000" is no limit) in the process's cgroup (`proc_cgroup`'s "0::" line)
+    and its parents under `cgroup_root`; cgroup v1: `cpu.cfs_quota_us` (-1 is no limit) over
+    `cpu.cfs_period_us` in the cpu controller's hierarchy (its line in `proc_cgroup`), likewise.
+    """
+    v2, v1 = [], []
+    try:
+        with open(proc_cgroup, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.strip().split(":", 2)
+                if len(fields) != 3:
+                    continue
+                path = [p for p in fields[2].split("/") if p and p != ".."]
+                if fields[0] == "0" and fields[1] == "":
+                    v2 = path
+                elif "cpu" in fields[1].split(","):
+                    v1 = path
+    except OSError:
+        pass
+    limits = []
+    for depth in range(len(v2), -1, -1):  # the process's own cgroup first, the root last
+        text = _read_small(os.path.join(cgroup_root, *v2[:depth], "cpu.max"))
+        fields = text.split() if text else []
+        if len(fields) == 2:
+            limits.append(_ratio(fields[0], fields[1]))
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        for depth in range(len(v1), -1, -1):
+            folder = os.path.join(cgroup_root, mount, *v1[:depth])
+            quota = _read_small(os.path.join(folder, "cpu.cfs_quota_us"))
+            period = _read_small(os.path.join(folder, "cpu.cfs_period_us"))
+            if quota and period:
+                limits.append(_ratio(quota, period))
+    limits = [v for v in limits if v is not None]
+    return min(limits) if limits else None
+
+
+def _read_small(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read(256).strip()
+    except OSError:
+        return None
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    """quota / period of a cgroup's CPU limit; None for no limit (-1 or "max") or text that is not one."""
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
 
 
 @dataclass(frozen=True)
