@@ -14,6 +14,7 @@ import json
 import math
 import multiprocessing
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -450,7 +451,8 @@ def loocv(
         raise PepppError(f"with --folds {folds}, a fold keeps only {n_train} training dataset(s); at least 2 are needed")
     if not 1 <= rank <= min(n_train, n_configs):
         raise PepppError(f"rank {rank} must be between 1 and {min(n_train, n_configs)} (training rows and configurations)")
-    if isinstance(jobs, str) and jobs == "auto":
+    automatic = isinstance(jobs, str) and jobs == "auto"
+    if automatic:
         jobs = auto_jobs(n_rows, n_configs)
     if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
         raise PepppError(f"jobs {jobs!r} must be a positive integer or 'auto'")
@@ -461,7 +463,19 @@ def loocv(
                               fold_scheme=folds)
     start = time.perf_counter()
     jobs = result.jobs = min(int(jobs), n_rows)
-    if jobs == 1:
+    pool = None
+    if jobs > 1:
+        try:
+            context = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or locks of ours forked
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_fold_worker,
+                                       initargs=(plan, usable_cores() // jobs))
+        except (OSError, NotImplementedError) as exc:  # no semaphores here (e.g. no /dev/shm)
+            if not automatic:
+                raise PepppError(f"cannot start {jobs} worker processes here ({exc}); run the folds with jobs 1") from None
+            warnings.warn(f"running the folds in this process: worker processes cannot start here ({exc})",
+                          RuntimeWarning, stacklevel=2)
+            jobs = result.jobs = 1
+    if pool is None:
         active = get_method(method, rank=rank)
         for i in range(n_rows):
             result.folds.extend(plan.run(i, active))
@@ -469,9 +483,6 @@ def loocv(
                 progress(i + 1, n_rows, plan.names[i])
     else:
         by_fold = {}
-        context = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or locks of ours forked
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_fold_worker,
-                                   initargs=(plan, usable_cores() // jobs))
         try:
             pending = {pool.submit(_run_fold_in_worker, i): i for i in range(n_rows)}
             for done, future in enumerate(as_completed(pending), start=1):

@@ -385,3 +385,19 @@ def test_auto_jobs_in_loocv_runs_small_matrices_here_and_large_ones_in_processes
     large = loocv(error, memory, method="ed", n=[2], rank=2, jobs="auto")
     assert large.jobs == 2
     pd.testing.assert_frame_equal(large.summary(), loocv(error, memory, method="ed", n=[2], rank=2).summary())
+
+
+def test_where_worker_processes_cannot_start_auto_runs_here_and_a_number_says_why(monkeypatch):
+    import peppp.evaluate as evaluate
+
+    def no_semaphores(*args, **kwargs):
+        raise OSError("[Errno 38] Function not implemented")  # what a host without /dev/shm says
+
+    monkeypatch.setattr(evaluate, "usable_cores", lambda: 2)
+    monkeypatch.setattr(evaluate, "ProcessPoolExecutor", no_semaphores)
+    error, memory = low_rank(rows=20, cols=evaluate.AUTO_JOBS_MIN_CELLS // 20, rank=2, seed=1)
+    with pytest.warns(RuntimeWarning, match="running the folds in this process: worker processes cannot start"):
+        fallen_back = loocv(error, memory, method="ed", n=[2], rank=2, jobs="auto")
+    assert fallen_back.jobs == 1 and len(fallen_back.folds) == 20
+    with pytest.raises(PepppError, match="cannot start 2 worker processes here .*run the folds with jobs 1"):
+        loocv(error, memory, method="ed", n=[2], rank=2, jobs=2)
