@@ -27,14 +27,14 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def jobs_arg(text: str) -> int | str:
+def jobs(text: str, name: str) -> int | str:
     """--jobs: "auto" or a positive integer."""
     if text.strip() == "auto":
         return "auto"
     try:
-        return checks.positive_int(checks.parse_int(text, "--jobs"), "--jobs")
+        return checks.positive_int(checks.parse_int(text, name), name)
     except PepppError as exc:
-        raise argparse.ArgumentTypeError(f"{str(exc).removeprefix('--jobs ')} (or auto)") from None
+        raise PepppError(f"{exc} (or auto)") from None
 
 
 def _name_list(text: str) -> list[str]:
@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", choices=("datasets", "groups"), default="datasets",
                         help="datasets (default): hold out each dataset, train on all others; groups: also drop "
                         "the held-out dataset's group (its name before the first '-') from the training rows")
-    parser.add_argument("--jobs", type=jobs_arg, default="auto", metavar="N|auto",
+    parser.add_argument("--jobs", type=checks.arg(jobs, parse=None), default="auto", metavar="N|auto",
                         help="run the folds in N worker processes at once, the cores shared out among them; the "
                         f"results are the same (default auto: one per core from {AUTO_JOBS_MIN_CELLS} cells, 1 below; "
                         "on 2 cores the default method's whole leave-one-out at 420 x 220 took 261 s in 2 processes, "
